@@ -1,0 +1,210 @@
+"""The branch engine: mask, demask, segment K copies of a frame, then aggregate (Algorithm 1).
+
+Masking comes first, on the full-resolution frame: a branch only ever receives its masked copy,
+with masked pixels zeroed, so its labels depend on its visible pixels alone. Recovery and
+detection share one code path; detection additionally segments the unmasked frame for f(x).
+
+How the K branches run is up to a :class:`BranchExecutor`: the default runs them in chunks on the
+calling thread (on a CPU, batching gives no speedup, chunking bounds memory); a GPU executor with
+one CUDA stream per chunk plugs in through the same interface.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from demasked_ros.core.certify import detect, recover
+from demasked_ros.core.errors import CoreError
+from demasked_ros.core.geometry import verify_masks
+from demasked_ros.core.masks import MaskSet
+from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.protocols import Demasker, Segmenter
+from demasked_ros.engines.segmenters import check_labels
+
+STAGES = ("masking", "demasking", "segmentation", "aggregation")
+
+
+@dataclass
+class CertificationResult:
+    """What :meth:`Certifier.certify` returns for one frame.
+
+    Attributes:
+        labels: H x W output labels (recovery: majority vote; detection: f(x)).
+        certified: H x W bool; certified (recovery) or verified (detection) pixels.
+        branch_labels: K x H x W labels of the demasked branches.
+        mode: ``"recovery"`` or ``"detection"``.
+        timings: seconds per stage (masking, demasking, segmentation, aggregation) and total.
+    """
+
+    labels: np.ndarray
+    certified: np.ndarray
+    branch_labels: np.ndarray
+    mode: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def alert(self) -> np.ndarray:
+        """Pixels without a certificate: detection alerts (recovery: uncertified pixels)."""
+        return ~self.certified
+
+    @property
+    def certified_fraction(self) -> float:
+        """Fraction of pixels certified (verified), 0-1."""
+        return float(self.certified.mean())
+
+
+class StageClock:
+    """Accumulates wall time per pipeline stage."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    def measure(self, stage: str) -> _Lap:
+        """Context manager adding the time spent inside it to ``stage``."""
+        return _Lap(self, stage)
+
+
+class _Lap:
+    def __init__(self, clock: StageClock, stage: str) -> None:
+        self.clock, self.stage, self.start = clock, stage, 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.clock.seconds[self.stage] += time.perf_counter() - self.start
+
+
+class BranchExecutor(Protocol):
+    """Runs the K branches of one frame and returns their labels (K x H x W)."""
+
+    def run(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
+            clock: StageClock) -> np.ndarray:
+        """Mask, demask and segment every branch of ``image``; record stage times on ``clock``."""
+        ...
+
+
+class ChunkedExecutor:
+    """Runs branches on the calling thread, ``chunk_size`` at a time (None: all K at once).
+
+    Each chunk's masked copies are built from the frame and the masks alone, with masked pixels
+    set to zero before the demasker sees them.
+    """
+
+    def __init__(self, chunk_size: int | None = None) -> None:
+        if chunk_size is not None and chunk_size < 1:
+            raise EngineError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    def chunks(self, k: int) -> Iterator[slice]:
+        """Consecutive branch index ranges covering 0..k-1."""
+        size = k if self.chunk_size is None else self.chunk_size
+        for start in range(0, k, size):
+            yield slice(start, min(k, start + size))
+
+    def run(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
+            clock: StageClock) -> np.ndarray:
+        """Labels of all K branches, in mask order."""
+        parts = []
+        for chunk in self.chunks(masks.k):
+            visible = masks.visible[chunk]
+            with clock.measure("masking"):
+                masked = mask_images(image, visible)
+            with clock.measure("demasking"):
+                demasked = demasker.demask(masked, visible)
+            if not isinstance(demasked, np.ndarray) or demasked.shape != masked.shape \
+                    or demasked.dtype != np.uint8:
+                raise EngineError(f"demasker returned {getattr(demasked, 'shape', type(demasked))}, "
+                                  f"expected uint8 {masked.shape}")
+            with clock.measure("segmentation"):
+                labels = check_labels(segmenter.segment(demasked), demasked, len(segmenter.class_names))
+            parts.append(labels)
+        return np.concatenate(parts, axis=0)
+
+
+def mask_images(image: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """``len(visible)`` copies of ``image`` with masked pixels set to zero (B x H x W x 3 uint8)."""
+    out = np.empty((len(visible), *image.shape), dtype=np.uint8)
+    np.multiply(image[None], visible[..., None], out=out, casting="unsafe")
+    return out
+
+
+class Certifier:
+    """Certifies frames with DEMASKED SMOOTHING for one fixed mask set.
+
+    Args:
+        segmenter: any :class:`Segmenter` (the same model segments every branch and, in
+            detection mode, the unmasked frame).
+        demasker: any :class:`Demasker`.
+        masks: recovery or detection masks for the frame size; checked exhaustively on
+            construction, so a certifier never runs with masks that cannot support its claim.
+        chunk_size: branches per batch for the default executor (None: all K together).
+        executor: a custom :class:`BranchExecutor` (e.g. CUDA streams); overrides ``chunk_size``.
+    """
+
+    def __init__(self, segmenter: Segmenter, demasker: Demasker, masks: MaskSet,
+                 chunk_size: int | None = None, executor: BranchExecutor | None = None) -> None:
+        try:
+            verify_masks(masks)
+        except CoreError as error:
+            raise EngineError(f"refusing unsound masks: {error}") from error
+        self.segmenter = segmenter
+        self.demasker = demasker
+        self.masks = masks
+        self.executor: BranchExecutor = executor or ChunkedExecutor(chunk_size)
+
+    @property
+    def mode(self) -> str:
+        """``"recovery"`` or ``"detection"``, from the mask set."""
+        return self.masks.mode
+
+    def certify(self, image: np.ndarray) -> CertificationResult:
+        """Labels and certificate for one H x W x 3 uint8 RGB frame of the masks' size.
+
+        Raises:
+            EngineError: on a bad frame or any branch failure. Nothing is certified then; callers
+                fail closed (alert, no certificate) rather than reuse an older result.
+        """
+        start = time.perf_counter()
+        self._check_frame(image)
+        clock = StageClock()
+        try:
+            branch_labels = self.executor.run(image, self.masks, self.demasker, self.segmenter, clock)
+        except EngineError:
+            raise
+        except Exception as error:
+            raise EngineError(f"branch failed: {type(error).__name__}: {error}") from error
+        if branch_labels.shape != (self.masks.k, *image.shape[:2]):
+            raise EngineError(f"executor returned {branch_labels.shape} branch labels, "
+                              f"expected {(self.masks.k, *image.shape[:2])}")
+        if self.mode == "recovery":
+            with clock.measure("aggregation"):
+                labels, certified = recover(branch_labels)
+        else:
+            with clock.measure("segmentation"):
+                frame = image[None]
+                try:
+                    plain = check_labels(self.segmenter.segment(frame), frame,
+                                         len(self.segmenter.class_names))[0]
+                except EngineError:
+                    raise
+                except Exception as error:
+                    raise EngineError(f"segmentation of the frame failed: {error}") from error
+            with clock.measure("aggregation"):
+                certified = detect(plain, branch_labels)
+                labels = plain
+        timings = dict(clock.seconds)
+        timings["total"] = time.perf_counter() - start
+        return CertificationResult(labels=labels, certified=certified, branch_labels=branch_labels,
+                                   mode=self.mode, timings=timings)
+
+    def _check_frame(self, image: np.ndarray) -> None:
+        expected = (self.masks.height, self.masks.width, 3)
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != expected:
+            raise EngineError(f"frame must be uint8 {expected} (the masks' size), got "
+                              f"{getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}")
