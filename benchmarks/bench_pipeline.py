@@ -39,8 +39,10 @@ def load_frame() -> np.ndarray:
     if frames:
         import cv2
 
-        return np.ascontiguousarray(cv2.imread(str(frames[0]))[..., ::-1])
-    try:
+        bgr = cv2.imread(str(frames[0]))
+        if bgr is not None:
+            return np.ascontiguousarray(bgr[..., ::-1])
+    try:  # no CamVid here: a procedural street scene
         from demasked_ros.datasets.procedural import street_scene
 
         return street_scene(0, HEIGHT, WIDTH)[0]

@@ -33,7 +33,8 @@ def write_conv_model(path: Path, num_classes: int = 4, seed: int = 0, kernel: in
     bias = rng.normal(size=(num_classes,)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["image", "w", "b"], ["logits"], pads=[kernel // 2] * 4,
                               strides=[stride, stride])]
-    out_name, out_type, out_shape = "logits", TensorProto.FLOAT, ["B", num_classes, "h", "w"]
+    out_name, out_type = "logits", TensorProto.FLOAT
+    out_shape: list[str | int] = ["B", num_classes, "h", "w"]
     if output == "labels":
         nodes.append(helper.make_node("ArgMax", ["logits"], ["labels"], axis=1, keepdims=0))
         out_name, out_type, out_shape = "labels", TensorProto.INT64, ["B", "h", "w"]

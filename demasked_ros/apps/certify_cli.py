@@ -37,8 +37,8 @@ def parse_patch(text: str) -> PatchSpec:
             return (int(height), int(width))
         return float(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"patch must be a fraction like 0.005 or HxW like 30x30, got {text!r}") \
-            from error
+        raise argparse.ArgumentTypeError(
+            f"patch must be a fraction like 0.005 or HxW like 30x30, got {text!r}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="segmentation model (.onnx); default: the packaged CamVid segmenter")
     parser.add_argument("--classes", default="camvid",
                         help="'camvid', a number of classes, or a text file with one class name per line")
-    parser.add_argument("--input-size", default=None, help="model input HxW, e.g. 360x480 (default: image size)")
+    parser.add_argument("--input-size", default=None,
+                        help="model input HxW, e.g. 360x480 (default: image size)")
     parser.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean, 0-255 units")
     parser.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std, 0-255 units")
     parser.add_argument("--bgr", action="store_true", help="the model expects BGR channel order")
     parser.add_argument("--mode", choices=["recovery", "detection"], default="recovery")
     parser.add_argument("--scheme", default=None,
-                        help=f"recovery: {sorted(RECOVERY_T)}; detection: {list(DETECTION_AXES)} (default column)")
+                        help=f"recovery: {sorted(RECOVERY_T)}; detection: {list(DETECTION_AXES)} "
+                             "(default column)")
     parser.add_argument("--patch", type=parse_patch, default=None,
                         help="patch as a fraction of the image area or HxW pixels "
                              "(default 0.005 recovery, 0.01 detection)")

@@ -8,12 +8,11 @@ once per image size and then fixes the mask geometry.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 from demasked_ros.core.errors import CoreError
 
 #: A patch given either as a fraction of the image area (square patch) or as explicit (ph, pw).
-PatchSpec = Union[float, tuple[int, int]]
+PatchSpec = float | tuple[int, int]
 
 
 def patch_shape(height: int, width: int, spec: PatchSpec) -> tuple[int, int]:

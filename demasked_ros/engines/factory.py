@@ -25,7 +25,7 @@ def make_demasker(name: str, threads: int = 2) -> Demasker:
     if name == "learned":
         from demasked_ros.engines.learned_demasker import default_learned_demasker
 
-        return default_learned_demasker(threads=threads)  # type: ignore[call-arg]
+        return default_learned_demasker(threads=threads)
     if name == "default":
         from demasked_ros.engines.defaults import default_demasker
 

@@ -22,7 +22,10 @@ class Segmenter(Protocol):
     Implementations must be deterministic: the same batch gives the same labels.
     """
 
-    class_names: Sequence[str]
+    @property
+    def class_names(self) -> Sequence[str]:
+        """Name of each class; label ``i`` is ``class_names[i]``."""
+        ...
 
     def segment(self, images: np.ndarray) -> np.ndarray:
         """Labels for each image of the batch, B x H x W integers in ``0 .. len(class_names)-1``."""

@@ -1,5 +1,7 @@
 """Exhaustive mask-geometry checks: every patch position, independent brute force."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -151,7 +153,7 @@ def test_detection_sized_by_band_width_uses_lemma_1_stride(band):
     starts = [int(c[0]) for c in hidden_cols]
     assert all(len(c) == band for c in hidden_cols)
     assert starts[0] == 0 and starts[-1] == 480 - band  # last band on the image edge
-    assert all(b - a <= band - 42 + 1 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= band - 42 + 1 for a, b in itertools.pairwise(starts))
     assert brute_hidden(masks).min() >= 1
 
 
@@ -164,7 +166,7 @@ def test_default_detection_band_is_twice_the_patch():
 def test_too_large_stride_fails_the_same_check():
     patch, band = 42, 84
     stride = band - patch + 2  # one more than Lemma 1 allows
-    starts = list(range(0, 480 - band + 1, stride)) + [480 - band]
+    starts = [*list(range(0, 480 - band + 1, stride)), 480 - band]
     visible = np.ones((len(starts), 360, 480), dtype=bool)
     for index, start in enumerate(starts):
         visible[index, :, start:start + band] = False
