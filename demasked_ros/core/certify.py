@@ -45,6 +45,34 @@ def recover(branch_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return voted, certified
 
 
+def recover_with_margin(branch_labels: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority vote certified where it wins by more than ``2 * t`` votes.
+
+    ``t`` is the most branches an attacker can change (N patches x T masks each). Changing ``t``
+    votes moves the margin by at most ``2 t``, so a larger margin cannot be overturned. With
+    ``K = 2t + 1`` this is exactly unanimity (:func:`recover`); with more masks it certifies
+    pixels that a few branches dispute, e.g. for column smoothing (DRS).
+    """
+    labels = _check_branches(branch_labels)
+    if t < 0:
+        raise CoreError(f"t must be >= 0, got {t}")
+    voted, unanimous = recover(labels)
+    k = labels.shape[0]
+    certified = unanimous & (k > 2 * t)
+    if unanimous.all():
+        return voted, certified
+    contested = labels[:, ~unanimous]
+    winner = voted[~unanimous]
+    agrees = contested == winner[None]
+    top = agrees.sum(axis=0)
+    runner_up = np.zeros_like(top)
+    for j in range(k):  # the votes of each other class, counted at the branches that carry it
+        others = contested == contested[j][None]
+        runner_up = np.maximum(runner_up, np.where(agrees[j], 0, others.sum(axis=0)))
+    certified[~unanimous] = top - runner_up > 2 * t
+    return voted, certified
+
+
 def detect(f_labels: np.ndarray, branch_labels: np.ndarray) -> np.ndarray:
     """Verification map: True where every branch label equals the plain segmentation ``f_labels``."""
     labels = _check_branches(branch_labels)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from demasked_ros.core.certify import detect, recover
+from demasked_ros.core.certify import detect, recover_with_margin
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.geometry import verify_masks
 from demasked_ros.core.masks import MaskSet
@@ -184,7 +184,9 @@ class Certifier:
                               f"expected {(self.masks.k, *image.shape[:2])}")
         if self.mode == "recovery":
             with clock.measure("aggregation"):
-                labels, certified = recover(branch_labels)
+                # Unanimity for the default K = 2NT+1; a winning margin > 2NT for larger K.
+                labels, certified = recover_with_margin(branch_labels,
+                                                        self.masks.n_patches * self.masks.t)
         else:
             with clock.measure("segmentation"):
                 frame = image[None]

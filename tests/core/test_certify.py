@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from demasked_ros.core.certify import detect, recover
+from demasked_ros.core.certify import detect, recover, recover_with_margin
 from demasked_ros.core.errors import CoreError
 
 
@@ -85,3 +85,34 @@ def test_property_unanimous_vote_survives_any_t_changed_branches(t, cls, data):
         branches[index, 0, 0] = data.draw(st.integers(0, 20))
     labels, _ = recover(branches)
     assert labels[0, 0] == cls
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3), st.data())
+def test_property_margin_rule_is_unanimity_at_default_k(t, data):
+    branches = data.draw(arrays(np.int8, (2 * t + 1, 3, 3), elements=st.integers(0, 3)))
+    np.testing.assert_array_equal(recover_with_margin(branches, t)[1], recover(branches)[1])
+    np.testing.assert_array_equal(recover_with_margin(branches, t)[0], recover(branches)[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 3), st.integers(1, 12), st.data())
+def test_property_margin_certificate_survives_any_t_changed_branches(t, k, data):
+    """Brute-force Theorem 1 with a margin: no rewrite of t branches changes a certified vote."""
+    branches = data.draw(arrays(np.int8, (k, 1, 1), elements=st.integers(0, 3)))
+    labels, certified = recover_with_margin(branches, t)
+    if certified[0, 0]:
+        changed = data.draw(st.lists(st.integers(0, k - 1), max_size=t, unique=True))
+        attacked = branches.copy()
+        for index in changed:
+            attacked[index, 0, 0] = data.draw(st.integers(0, 3))
+        assert recover(attacked)[0][0, 0] == labels[0, 0]
+
+
+def test_margin_hand_case():
+    # 7 branches: 5 x class 2, 2 x class 1 -> margin 3: certified for t=1, not for t=2.
+    branches = np.array([2, 2, 1, 2, 2, 1, 2]).reshape(7, 1, 1)
+    assert recover_with_margin(branches, 1)[1][0, 0]
+    assert not recover_with_margin(branches, 2)[1][0, 0]
+    with pytest.raises(CoreError):
+        recover_with_margin(branches, -1)
