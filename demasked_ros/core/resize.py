@@ -1,0 +1,60 @@
+"""Certifying at a lower working resolution: widen the patch to the resize's footprint.
+
+Masking must happen on the pixels the threat model speaks of. A camera frame may still be resized
+*before* masking (to certify a 1920x1080 stream at 480x270, say) if the patch is widened so that it
+covers every working-resolution pixel the original patch can influence through the interpolation.
+
+The footprint is measured from the resize operator itself: resizing the identity matrix along one
+axis gives the weight of every source pixel in every destination pixel; a destination pixel
+depends on a source pixel exactly where that weight is non-zero. The widened patch along the axis
+is the longest run of destination pixels a ``P``-pixel source window can reach, over every window
+position. Resizing is separable, so the two axes are independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from demasked_ros.core.errors import CoreError
+
+#: Resizes a float32 (rows x columns) array to (new_rows x columns) along axis 0.
+AxisResize = Callable[[np.ndarray, int], np.ndarray]
+
+
+def dependency_matrix(source: int, target: int, resize_rows: AxisResize) -> np.ndarray:
+    """Boolean ``target x source`` matrix: destination pixel i depends on source pixel j.
+
+    ``resize_rows(array, n)`` must resize an array along its first axis to ``n`` rows with the
+    same operator (and interpolation mode) used on images.
+    """
+    weights = resize_rows(np.eye(source, dtype=np.float32), target)
+    if weights.shape != (target, source):
+        raise CoreError(f"resize returned {weights.shape}, expected {(target, source)}")
+    return np.abs(weights) > 0
+
+
+def widened_extent(patch: int, source: int, target: int, resize_rows: AxisResize) -> int:
+    """Destination pixels a ``patch``-pixel source window can influence, worst case over positions."""
+    if not 1 <= patch <= source:
+        raise CoreError(f"patch extent {patch} must be in 1..{source}")
+    depends = dependency_matrix(source, target, resize_rows)
+    # touched[i, a] = destination i depends on some source pixel in the window [a, a + patch).
+    cumulative = np.concatenate([np.zeros((target, 1), np.int64), depends.cumsum(axis=1)], axis=1)
+    touched = (cumulative[:, patch:] - cumulative[:, :-patch]) > 0
+    widest = 0
+    for column in touched.T:
+        rows = np.flatnonzero(column)
+        if rows.size:
+            widest = max(widest, int(rows[-1] - rows[0] + 1))
+    return min(max(widest, 1), target)
+
+
+def widened_patch(patch: tuple[int, int], source_hw: tuple[int, int], target_hw: tuple[int, int],
+                  resize_rows: AxisResize) -> tuple[int, int]:
+    """The working-resolution patch covering every pixel a source ``patch`` can influence."""
+    return (
+        widened_extent(patch[0], source_hw[0], target_hw[0], resize_rows),
+        widened_extent(patch[1], source_hw[1], target_hw[1], resize_rows),
+    )
