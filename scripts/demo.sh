@@ -11,5 +11,5 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-57}"
 export ROS_HOME="${ROS_HOME:-$PWD/.ros}" ROS_LOG_DIR="${ROS_LOG_DIR:-$PWD/.ros/log}"
 mkdir -p "$ROS_LOG_DIR"
-set +u; source scripts/ros_env.sh; set -u
+source scripts/ros_env.sh
 exec .venv/bin/python -m demasked_ros.apps.node.demo "$@"
