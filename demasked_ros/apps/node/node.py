@@ -1,0 +1,413 @@
+"""``DemaskedNode``: a managed (lifecycle) ROS 2 node around the library's :class:`Certifier`.
+
+Data flow: ``image`` (or ``image/compressed``) -> executor thread hands the message to a
+keep-latest worker -> worker decodes and validates it, certifies it (masks first, K branches,
+aggregation: all inside the Certifier) -> publishes ``~/labels``, ``~/certification``,
+``~/overlay`` and ``~/alert`` with the input header. ``/diagnostics`` is published on a timer,
+``~/class_info`` once per configure (transient local).
+
+Fail closed: a malformed frame, a model or branch error, or a frame exceeding ``frame_timeout``
+publishes an alert with nothing certified and the error (plus an all-zero certification map when
+the frame size is known); a result is only ever published with the header of the frame it was
+computed from.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from demasked_ros_interfaces.msg import CertificationStatus, ClassInfo
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import ColorRGBA, Header
+
+from demasked_ros.apps.image_codec import (
+    ImageCodecError,
+    decode_compressed,
+    decode_raw,
+    encode_mono8,
+    encode_mono16,
+    encode_rgb8,
+)
+from demasked_ros.apps.node.diagnostics import NodeStatistics, diagnostic_array
+from demasked_ros.apps.node.models import LoadedModels, build_mask_set, load_models
+from demasked_ros.apps.node.params import (
+    NodeConfig,
+    NodeConfigError,
+    config_from_values,
+    declare_parameters,
+    read_parameters,
+)
+from demasked_ros.apps.node.regions import alert_regions
+from demasked_ros.apps.node.worker import LatestFrameWorker
+from demasked_ros.core.errors import CoreError
+from demasked_ros.core.visualize import certification_image, overlay
+from demasked_ros.engines.certifier import CertificationResult, Certifier
+from demasked_ros.engines.errors import EngineError
+
+DEFAULT_NODE_NAME = "demasked_ros"
+_LOG_THROTTLE_S = 2.0
+
+
+@dataclass
+class _Frame:
+    """A received message and when it arrived (monotonic seconds)."""
+
+    msg: Any
+    received: float
+    received_ns: int = 0
+    closed: bool = False
+    size: tuple[int, int] | None = None
+    started: float = field(default=0.0)
+    certify_started: float = field(default=0.0)
+    certify_ended: float = field(default=0.0)
+
+
+class DemaskedNode(LifecycleNode):
+    """The certifying segmentation node (default name ``demasked_ros``); see the module docstring.
+
+    ``configure`` validates parameters, loads the models and (with ``expected_height/width``)
+    builds the masks; ``activate`` starts processing; ``deactivate`` stops it (in-flight results
+    are discarded); ``cleanup``/``shutdown`` release everything. :attr:`configure_error` holds
+    the reason of the last failed configure.
+    """
+
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._parameter_problems = declare_parameters(self)
+        self.configure_error = ""
+        self.config: NodeConfig | None = None
+        self.stats = NodeStatistics()
+        self._models: LoadedModels | None = None
+        self._certifier: Certifier | None = None
+        self._publish_lock = threading.Lock()
+        self._in_flight: _Frame | None = None
+        self._active = False
+        self._state_name = "unconfigured"
+        self._entities: list[Any] = []
+        self._timers: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._worker: LatestFrameWorker[_Frame] = LatestFrameWorker(
+            self._process_frame, self._on_worker_error, on_drop=lambda _: self.stats.count_dropped())
+        from demasked_ros.apps.ros_env import check_ros_environment
+
+        for finding in check_ros_environment(strict=False):  # a robot may talk to its network
+            self.get_logger().warning(finding)
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters, load models, create topics; FAILURE (with a clear log) on any error."""
+        try:
+            if self._parameter_problems:
+                raise NodeConfigError("; ".join(self._parameter_problems))
+            config = config_from_values(read_parameters(self))
+            cv2.setNumThreads(config.threads)
+            models = load_models(config, self.get_logger())
+            self.config, self._models, self.stats = config, models, NodeStatistics()
+            self._create_entities(config)
+            if config.expected_size is not None:
+                self._certifier = self._build_certifier(*config.expected_size)
+            self._publish_class_info(models)
+        except Exception as error:  # configure must fail cleanly on anything, e.g. a plugin's bug
+            known = (NodeConfigError, EngineError, CoreError, ImportError, OSError)
+            self.configure_error = str(error) if isinstance(error, known) else \
+                f"{type(error).__name__}: {error}"
+            self.get_logger().error(f"configure failed: {self.configure_error}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        self._state_name = "inactive"
+        self.get_logger().info(f"configured: {config.describe()}; {models.describe()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start processing incoming frames."""
+        self._active = True
+        self._state_name = "active"
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop processing; a frame being certified now is finished but not published."""
+        self._active = False
+        self._state_name = "inactive"
+        self._worker.pause()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release models, masks and topics (back to unconfigured)."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything; the node is finalized."""
+        self._teardown()
+        self._state_name = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Recover to unconfigured after an unexpected transition error."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def state_name(self) -> str:
+        """unconfigured, inactive, active or finalized."""
+        return self._state_name
+
+    def _teardown(self) -> None:
+        self._active = False
+        self._worker.stop()
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        for entity in self._entities:
+            if hasattr(entity, "topic_name") and hasattr(entity, "publish"):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._timers, self._entities, self._pubs = [], [], {}
+        self._models, self._certifier, self.config, self._in_flight = None, None, None, None
+        self._state_name = "unconfigured"
+
+    # ----------------------------------------------------------------------------- topics
+    def _create_entities(self, config: NodeConfig) -> None:
+        output_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=config.output_qos_depth,
+            reliability=(ReliabilityPolicy.RELIABLE if config.output_qos == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT))
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        topics = {"labels": Image, "certification": Image, "alert": CertificationStatus}
+        if config.publish_overlay:
+            topics["overlay"] = Image
+        for name, kind in topics.items():
+            self._pubs[name] = self.create_publisher(kind, f"~/{name}", output_qos)
+        self._pubs["class_info"] = self.create_publisher(ClassInfo, "~/class_info", latched)
+        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._entities.extend(self._pubs.values())
+        if config.input_qos == "sensor_data":
+            input_qos = QoSProfile(**_qos_kwargs(qos_profile_sensor_data, config.input_qos_depth))
+        else:
+            input_qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=config.input_qos_depth,
+                reliability=(ReliabilityPolicy.RELIABLE if config.input_qos == "reliable"
+                             else ReliabilityPolicy.BEST_EFFORT))
+        if config.input_transport == "compressed":
+            self._entities.append(self.create_subscription(CompressedImage, "image/compressed",
+                                                           self._on_image, input_qos))
+        else:
+            self._entities.append(self.create_subscription(Image, "image", self._on_image, input_qos))
+        self._timers.append(self.create_timer(config.diagnostics_period, self._publish_diagnostics))
+        watchdog_period = max(0.005, min(0.05, config.frame_timeout / 4))
+        self._timers.append(self.create_timer(watchdog_period, self._watchdog))
+
+    def _publish_class_info(self, models: LoadedModels) -> None:
+        info = ClassInfo()
+        info.header.stamp = self.get_clock().now().to_msg()
+        info.class_names = list(models.class_info.names)
+        info.colors = [ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
+                       for r, g, b in models.class_info.colors]
+        info.ignore_index = models.ignore_index
+        info.model = models.model_name
+        self._pubs["class_info"].publish(info)
+
+    def _publish_diagnostics(self) -> None:
+        models, publisher = self._models, self._pubs.get("diagnostics")
+        if models is None or publisher is None:
+            return
+        certifier = self._certifier
+        extra = [*models.key_values(),
+                 ("masks", certifier.masks.describe() if certifier else "not built yet"),
+                 ("in_flight", str(self._worker.busy))]
+        publisher.publish(diagnostic_array(self.get_clock().now().to_msg(), self.get_name(), self.stats,
+                                           self._state_name, extra))
+
+    # ----------------------------------------------------------------------------- frames
+    def _on_image(self, msg: Any) -> None:
+        """Executor thread: count and hand over; never blocks on processing."""
+        self.stats.count_received()
+        if self._active:
+            self._worker.submit(_Frame(msg=msg, received=time.monotonic(),
+                                       received_ns=self.get_clock().now().nanoseconds))
+
+    def _process_frame(self, frame: _Frame) -> None:
+        """Worker thread: decode, certify, publish (or fail closed) one frame."""
+        config, models = self.config, self._models
+        if config is None or models is None:
+            return
+        frame.started = time.monotonic()
+        with self._publish_lock:
+            self._in_flight = frame
+        try:
+            image = self._decode(frame, config)
+        except ImageCodecError as error:
+            self.stats.count_rejected(str(error))
+            self.get_logger().warning(f"rejected frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+            self._fail(frame, CertificationStatus.ERROR_INVALID_INPUT, f"invalid input: {error}")
+            return
+        frame.size = (int(image.shape[0]), int(image.shape[1]))
+        try:
+            certifier = self._certifier_for(*frame.size)
+        except (EngineError, CoreError, NodeConfigError) as error:
+            self.stats.count_rejected(str(error))
+            self.get_logger().warning(f"cannot certify a {frame.size[0]}x{frame.size[1]} frame: {error}",
+                                      throttle_duration_sec=_LOG_THROTTLE_S)
+            self._fail(frame, CertificationStatus.ERROR_INVALID_INPUT, f"invalid input: {error}")
+            return
+        frame.certify_started = time.monotonic()
+        try:
+            result = certifier.certify(image)
+        except EngineError as error:
+            self.get_logger().error(f"certification failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+            self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, str(error))
+            return
+        frame.certify_ended = time.monotonic()
+        self._publish_result(frame, image, result, certifier, config, models)
+
+    def _decode(self, frame: _Frame, config: NodeConfig) -> np.ndarray:
+        msg = frame.msg
+        if isinstance(msg, CompressedImage):
+            return decode_compressed(msg.format, msg.data, config.max_image_pixels)
+        return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, config.max_image_pixels)
+
+    def _certifier_for(self, height: int, width: int) -> Certifier:
+        certifier = self._certifier
+        if certifier is not None and (certifier.masks.height, certifier.masks.width) == (height, width):
+            return certifier
+        certifier = self._build_certifier(height, width)
+        self._certifier = certifier
+        return certifier
+
+    def _build_certifier(self, height: int, width: int) -> Certifier:
+        config, models = self.config, self._models
+        assert config is not None and models is not None
+        masks = build_mask_set(config, height, width)
+        certifier = Certifier(models.segmenter, models.demasker, masks, chunk_size=config.chunk_size,
+                              executor=models.executor)
+        self.get_logger().info(f"masks built: {masks.describe()}")
+        return certifier
+
+    def _on_worker_error(self, frame: _Frame, error: BaseException) -> None:
+        self.get_logger().error(f"internal error on a frame: {type(error).__name__}: {error}",
+                                throttle_duration_sec=_LOG_THROTTLE_S)
+        self._fail(frame, CertificationStatus.ERROR_INTERNAL,
+                   f"internal error: {type(error).__name__}: {error}")
+
+    def _watchdog(self) -> None:
+        """Executor thread: a frame over ``frame_timeout`` fails closed now; its result is discarded."""
+        config, frame = self.config, self._in_flight
+        if config is None or frame is None or frame.closed or not self._worker.busy:
+            return
+        if time.monotonic() - frame.started > config.frame_timeout:
+            self._fail(frame, CertificationStatus.ERROR_TIMEOUT,
+                       f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
+
+    # ----------------------------------------------------------------------------- publishing
+    def _fail(self, frame: _Frame, code: int, text: str, timeout: bool = False) -> None:
+        """Publish a fail-closed alert (and an all-zero certification map when the size is known)."""
+        with self._publish_lock:
+            if frame.closed or not self._active or self.config is None:
+                return
+            frame.closed = True  # no further output for this frame
+            if code != CertificationStatus.ERROR_INVALID_INPUT:
+                self.stats.count_failed(text, timeout=timeout)
+            header = _copy_header(frame.msg.header)
+            status = self._status(header, frame.received)
+            status.certified_fraction, status.alert, status.alerted_fraction = 0.0, True, 1.0
+            status.error_code, status.error_text = code, text
+            if frame.size is not None:
+                height, width = frame.size
+                status.alert_regions = [RegionOfInterest(x_offset=0, y_offset=0, height=height, width=width)]
+                self._publish_image("certification", header, encode_mono8(np.zeros(frame.size, np.uint8)),
+                                    height, width)
+            self._pubs["alert"].publish(status)
+
+    def _publish_result(self, frame: _Frame, image: np.ndarray, result: CertificationResult,
+                        certifier: Certifier, config: NodeConfig, models: LoadedModels) -> None:
+        """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
+        height, width = image.shape[:2]
+        labels_encoded = (encode_mono8(result.labels) if len(models.class_info.names) <= 255
+                          else encode_mono16(result.labels))
+        certified_img = encode_mono8(certification_image(result.certified))
+        regions = alert_regions(~result.certified, config.min_alert_region_area, config.max_alert_regions)
+        with self._publish_lock:
+            self._in_flight = None
+            if frame.closed or not self._active:
+                return  # a timeout alert went out already, or the node was deactivated
+            frame.closed = True
+            header = _copy_header(frame.msg.header)
+            status = self._status(header, frame.received)
+            fraction = result.certified_fraction
+            status.certified_fraction = fraction
+            status.alert = bool(fraction < 1.0)
+            status.alerted_fraction = 1.0 - fraction
+            status.alert_regions = [RegionOfInterest(x_offset=r.x, y_offset=r.y, height=r.height,
+                                                     width=r.width) for r in regions]
+            status.error_code = CertificationStatus.ERROR_NONE
+            self._publish_image("labels", header, labels_encoded, height, width)
+            self._publish_image("certification", header, certified_img, height, width)
+            status.latency_ms = (time.monotonic() - frame.received) * 1000.0
+            self._pubs["alert"].publish(status)
+            now_ns = self.get_clock().now().nanoseconds
+            published = time.monotonic()
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        end_to_end = (now_ns - stamp_ns) / 1e9 if stamp_ns else status.latency_ms / 1000.0
+        self.stats.record_result(end_to_end, status.latency_ms / 1000.0, result.timings.get("total", 0.0),
+                                 fraction, queue_wait=frame.started - frame.received,
+                                 transport=(frame.received_ns - stamp_ns) / 1e9 if stamp_ns else 0.0,
+                                 decode=frame.certify_started - frame.started,
+                                 post=published - frame.certify_ended)
+        if config.publish_overlay:
+            marked = encode_rgb8(overlay(image, result.labels, result.certified, models.class_info.colors,
+                                         alpha=config.overlay_alpha))
+            with self._publish_lock:
+                if self._active and "overlay" in self._pubs:
+                    self._publish_image("overlay", header, marked, height, width)
+
+    def _status(self, header: Header, received: float) -> CertificationStatus:
+        status = CertificationStatus()
+        status.header = header
+        config, certifier = self.config, self._certifier
+        assert config is not None
+        status.mode = (CertificationStatus.MODE_RECOVERY if config.mode == "recovery"
+                       else CertificationStatus.MODE_DETECTION)
+        status.scheme = config.scheme
+        if certifier is not None:
+            masks = certifier.masks
+            status.patch_height, status.patch_width = masks.patch
+            status.k, status.t = masks.k, masks.t
+        status.latency_ms = (time.monotonic() - received) * 1000.0
+        return status
+
+    def _publish_image(self, topic: str, header: Header, encoded: tuple[str, int, bytes], height: int,
+                       width: int) -> None:
+        encoding, step, data = encoded
+        msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0, step=step)
+        msg.data = data
+        self._pubs[topic].publish(msg)
+
+
+def _copy_header(header: Header) -> Header:
+    copy = Header()
+    copy.stamp.sec, copy.stamp.nanosec = header.stamp.sec, header.stamp.nanosec
+    copy.frame_id = header.frame_id
+    return copy
+
+
+def _qos_kwargs(profile: QoSProfile, depth: int) -> dict[str, Any]:
+    return {"history": profile.history, "reliability": profile.reliability,
+            "durability": profile.durability, "depth": depth}
