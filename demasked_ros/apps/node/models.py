@@ -143,17 +143,22 @@ def _cuda_unavailable_reason() -> str | None:
     return None
 
 
-def build_mask_set(config: NodeConfig, height: int, width: int) -> MaskSet:
+def build_mask_set(config: NodeConfig, height: int, width: int,
+                   patch: tuple[int, int] | None = None) -> MaskSet:
     """Masks for a ``height x width`` frame under ``config``'s threat model.
+
+    ``patch`` overrides ``config.patch`` with an explicit ``(ph, pw)`` at this size: the widened
+    patch when certifying at a working resolution (see :mod:`demasked_ros.apps.node.resolution`).
 
     Raises:
         NodeConfigError: when the threat model does not fit this frame size.
     """
+    spec = config.patch if patch is None else patch
     try:
         if config.mode == "recovery":
-            return recovery_masks(height, width, config.patch, config.scheme, n_patches=config.n_patches,
+            return recovery_masks(height, width, spec, config.scheme, n_patches=config.n_patches,
                                   k=config.k)
-        return detection_masks(height, width, config.patch, config.scheme, k=config.k,
+        return detection_masks(height, width, spec, config.scheme, k=config.k,
                                mask_width=config.band_width)
     except CoreError as error:
         raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error

@@ -2,9 +2,10 @@
 
 Data flow: ``image`` (or ``image/compressed``) -> executor thread hands the message to a
 keep-latest worker -> worker decodes and validates it, certifies it (masks first, K branches,
-aggregation: all inside the Certifier) -> publishes ``~/labels``, ``~/certification``,
-``~/overlay`` and ``~/alert`` with the input header. ``/diagnostics`` is published on a timer,
-``~/class_info`` once per configure (transient local).
+aggregation: all inside the Certifier; with ``working_height/width`` the frame is first resized
+and the masks built for the widened patch, see :mod:`.resolution`) -> publishes ``~/labels``,
+``~/certification``, ``~/overlay`` and ``~/alert`` with the input header (and size).
+``/diagnostics`` is published on a timer, ``~/class_info`` once per configure (transient local).
 
 Fail closed: a malformed frame, a model or branch error, or a frame exceeding ``frame_timeout``
 publishes an alert with nothing certified and the error (plus an all-zero certification map when
@@ -43,7 +44,7 @@ from demasked_ros.apps.image_codec import (
     encode_rgb8,
 )
 from demasked_ros.apps.node.diagnostics import NodeStatistics, diagnostic_array
-from demasked_ros.apps.node.models import LoadedModels, build_mask_set, load_models
+from demasked_ros.apps.node.models import LoadedModels, load_models
 from demasked_ros.apps.node.params import (
     NodeConfig,
     NodeConfigError,
@@ -52,10 +53,11 @@ from demasked_ros.apps.node.params import (
     read_parameters,
 )
 from demasked_ros.apps.node.regions import alert_regions
+from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.worker import LatestFrameWorker
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.visualize import certification_image, overlay
-from demasked_ros.engines.certifier import CertificationResult, Certifier
+from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
 
 DEFAULT_NODE_NAME = "demasked_ros"
@@ -92,7 +94,7 @@ class DemaskedNode(LifecycleNode):
         self.config: NodeConfig | None = None
         self.stats = NodeStatistics()
         self._models: LoadedModels | None = None
-        self._certifier: Certifier | None = None
+        self._certifier: FrameCertifier | None = None
         self._publish_lock = threading.Lock()
         self._in_flight: _Frame | None = None
         self._active = False
@@ -230,7 +232,7 @@ class DemaskedNode(LifecycleNode):
         if models is None or publisher is None:
             return
         certifier = self._certifier
-        extra = [*models.key_values(),
+        extra = [*models.key_values(), *(certifier.plan.key_values() if certifier else []),
                  ("masks", certifier.masks.describe() if certifier else "not built yet"),
                  ("in_flight", str(self._worker.busy))]
         publisher.publish(diagnostic_array(self.get_clock().now().to_msg(), self.get_name(), self.stats,
@@ -284,21 +286,19 @@ class DemaskedNode(LifecycleNode):
             return decode_compressed(msg.format, msg.data, config.max_image_pixels)
         return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, config.max_image_pixels)
 
-    def _certifier_for(self, height: int, width: int) -> Certifier:
+    def _certifier_for(self, height: int, width: int) -> FrameCertifier:
         certifier = self._certifier
-        if certifier is not None and (certifier.masks.height, certifier.masks.width) == (height, width):
+        if certifier is not None and certifier.camera_hw == (height, width):
             return certifier
         certifier = self._build_certifier(height, width)
         self._certifier = certifier
         return certifier
 
-    def _build_certifier(self, height: int, width: int) -> Certifier:
+    def _build_certifier(self, height: int, width: int) -> FrameCertifier:
         config, models = self.config, self._models
         assert config is not None and models is not None
-        masks = build_mask_set(config, height, width)
-        certifier = Certifier(models.segmenter, models.demasker, masks, chunk_size=config.chunk_size,
-                              executor=models.executor)
-        self.get_logger().info(f"masks built: {masks.describe()}")
+        certifier = build_frame_certifier(config, models, height, width)
+        self.get_logger().info(f"masks built: {certifier.plan.describe()}")
         return certifier
 
     def _on_worker_error(self, frame: _Frame, error: BaseException) -> None:
@@ -337,7 +337,7 @@ class DemaskedNode(LifecycleNode):
             self._pubs["alert"].publish(status)
 
     def _publish_result(self, frame: _Frame, image: np.ndarray, result: CertificationResult,
-                        certifier: Certifier, config: NodeConfig, models: LoadedModels) -> None:
+                        certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
         """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
         height, width = image.shape[:2]
         labels_encoded = (encode_mono8(result.labels) if len(models.class_info.names) <= 255
@@ -386,10 +386,9 @@ class DemaskedNode(LifecycleNode):
         status.mode = (CertificationStatus.MODE_RECOVERY if config.mode == "recovery"
                        else CertificationStatus.MODE_DETECTION)
         status.scheme = config.scheme
-        if certifier is not None:
-            masks = certifier.masks
-            status.patch_height, status.patch_width = masks.patch
-            status.k, status.t = masks.k, masks.t
+        if certifier is not None:  # the threat model's patch (camera pixels), not the widened one
+            status.patch_height, status.patch_width = certifier.plan.patch
+            status.k, status.t = certifier.masks.k, certifier.masks.t
         status.latency_ms = (time.monotonic() - received) * 1000.0
         return status
 

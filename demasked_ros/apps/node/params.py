@@ -24,6 +24,7 @@ INPUT_QOS = ("sensor_data", "best_effort", "reliable")
 OUTPUT_QOS = ("reliable", "best_effort")
 EXECUTORS = ("auto", "cpu", "cuda")
 CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_INTERPOLATIONS = ("area", "linear", "nearest")
 
 
 class NodeConfigError(ValueError):
@@ -60,8 +61,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=1, high=16),
     ParamSpec("k", 0, "Number of masks K (0: the smallest sound value; recovery 2*N*T+1, detection "
               "from the band width).", low=0, high=4096),
-    ParamSpec("band_width", 0, "Detection band width in pixels (0: twice the patch side; give k or "
-              "band_width, not both).", low=0, high=65535),
+    ParamSpec("band_width", 0, "Detection band width in pixels of the working resolution (0: twice "
+              "the patch side; give k or band_width, not both).", low=0, high=65535),
     ParamSpec("segmenter_model", "", "Path of an ONNX segmentation model ('' : the packaged default "
               "CamVid segmenter).", ),
     ParamSpec("segmenter_plugin", "", "Python factory 'module:function' returning a Segmenter "
@@ -102,6 +103,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "A frame of another size rebuilds the masks.", low=0, high=65535),
     ParamSpec("expected_width", 0, "Frame width to build masks for at configure (0: first frame).",
               low=0, high=65535),
+    ParamSpec("working_height", 0, "Height frames are resized to BEFORE masking (0: certify at the "
+              "camera resolution; only one of working_height/working_width set keeps the aspect ratio). "
+              "The patch is widened to the resize's footprint, so certificates hold for the original "
+              "patch on the original frame.", low=0, high=65535),
+    ParamSpec("working_width", 0, "Width frames are resized to before masking (0: see working_height).",
+              low=0, high=65535),
+    ParamSpec("resize_interpolation", "area", "OpenCV interpolation of the resize to the working size "
+              "(area is best for downscaling; only with working_height/working_width).",
+              choices=RESIZE_INTERPOLATIONS),
     ParamSpec("max_image_pixels", 3840 * 2160, "Frames with more pixels are rejected.", low=1,
               high=1 << 30),
     ParamSpec("publish_overlay", True, "Publish the RViz colour overlay on ~/overlay."),
@@ -147,6 +157,8 @@ class NodeConfig:
     output_qos: str
     output_qos_depth: int
     expected_size: tuple[int, int] | None
+    working_size: tuple[int, int] | None
+    resize_interpolation: str
     max_image_pixels: int
     publish_overlay: bool
     overlay_alpha: float
@@ -158,8 +170,10 @@ class NodeConfig:
     def describe(self) -> str:
         """One line for logs."""
         size = "first frame" if self.expected_size is None else "x".join(map(str, self.expected_size))
+        working = ("native" if self.working_size is None else
+                   "x".join(str(n or "auto") for n in self.working_size) + f" ({self.resize_interpolation})")
         return (f"mode={self.mode} scheme={self.scheme} patch={self.patch} k={self.k or 'auto'} "
-                f"demasker={self.demasker} executor={self.executor} size={size}")
+                f"demasker={self.demasker} executor={self.executor} size={size} working={working}")
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
@@ -238,10 +252,19 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
     if v["segmenter_plugin"] and ":" not in v["segmenter_plugin"]:
         raise NodeConfigError(f"segmenter_plugin {v['segmenter_plugin']!r} must look like 'module:function'")
     expected = (v["expected_height"], v["expected_width"]) if v["expected_height"] else None
+    working = ((v["working_height"], v["working_width"]) if v["working_height"] or v["working_width"]
+               else None)
+    if working is None and v["resize_interpolation"] != SPECS["resize_interpolation"].default:
+        raise NodeConfigError(f"resize_interpolation = {v['resize_interpolation']!r} has no effect "
+                              "without working_height/working_width")
     if expected is not None:
         _check_patch_fits(expected, patch)
         if expected[0] * expected[1] > v["max_image_pixels"]:
             raise NodeConfigError(f"expected size {expected[0]}x{expected[1]} exceeds max_image_pixels")
+        if working is not None:
+            from demasked_ros.apps.node.resolution import resolve_working_size
+
+            resolve_working_size(working, expected)
     return NodeConfig(
         mode=mode, scheme=scheme, patch=patch, n_patches=v["n_patches"], k=v["k"] or None,
         band_width=v["band_width"] or None, segmenter_model=v["segmenter_model"],
@@ -251,7 +274,8 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
         demasker=v["demasker"], providers=tuple(v["providers"]), executor=v["executor"],
         chunk_size=v["chunk_size"] or None, threads=v["threads"], input_transport=v["input_transport"],
         input_qos=v["input_qos"], input_qos_depth=v["input_qos_depth"], output_qos=v["output_qos"],
-        output_qos_depth=v["output_qos_depth"], expected_size=expected,
+        output_qos_depth=v["output_qos_depth"], expected_size=expected, working_size=working,
+        resize_interpolation=v["resize_interpolation"],
         max_image_pixels=v["max_image_pixels"], publish_overlay=v["publish_overlay"],
         overlay_alpha=v["overlay_alpha"], min_alert_region_area=v["min_alert_region_area"],
         max_alert_regions=v["max_alert_regions"], frame_timeout=v["frame_timeout"],

@@ -55,6 +55,8 @@ def test_mask_sets_follow_the_config():
     detection = build_mask_set(config_from_values({"mode": "detection", "scheme": "row", "band_width": 50,
                                                    "patch_height": 20, "patch_width": 20}), 100, 120)
     assert detection.mode == "detection" and detection.band == (50, 120)
+    explicit = build_mask_set(config_from_values({"patch_fraction": 0.5}), 100, 120, patch=(7, 9))
+    assert explicit.patch == (7, 9)  # an explicit (widened) patch overrides the config's spec
     with pytest.raises(NodeConfigError, match="cannot build masks for a 10x10 frame"):
         build_mask_set(config_from_values({"patch_height": 20, "patch_width": 20}), 10, 10)
 

@@ -1,0 +1,192 @@
+"""Certifying at a working resolution below the camera's: resize first, widen the patch, upscale.
+
+Why: K demaskings of a 1920x1080 frame are far too slow; certifying at 480x270 is not. Masking
+must still happen on the pixels the threat model speaks of, so the node resizes the camera frame
+*before* masking and builds the masks for a *widened* patch: :class:`FrameResizer.patch` measures,
+from the resize operator itself, every working-resolution pixel an original ``ph x pw`` patch can
+influence, over every patch position. An attack on the camera frame is therefore an attack by the
+widened patch on the working frame, which the working-resolution certificate covers. Labels and
+the certificate are copied back to the camera size with nearest-neighbour upscaling: every camera
+pixel takes the label and certificate of exactly one working pixel, so a certified camera pixel's
+label cannot be changed by the original patch either.
+
+The threat model stays the user's: the patch is resolved at the camera size (``patch_fraction`` of
+the *original* area, or ``patch_height/width`` in original pixels) and that size is what the node
+reports; the widened patch only fixes the mask geometry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from demasked_ros.apps.node.models import LoadedModels, build_mask_set
+from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
+from demasked_ros.core.errors import CoreError
+from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.threat import patch_shape
+from demasked_ros.engines.certifier import CertificationResult, Certifier
+from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.resizing import FrameResizer
+
+
+def resolve_working_size(requested: tuple[int, int] | None,
+                         frame_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """The working size for a ``frame_hw`` camera frame; None to certify at the camera size.
+
+    ``requested`` is ``(working_height, working_width)``; a 0 there follows the frame's aspect
+    ratio (rounded, at least 1). A working size equal to the frame is the camera size (None).
+
+    Raises:
+        NodeConfigError: a working size larger than the frame (resizing up only costs time).
+    """
+    if requested is None:
+        return None
+    frame_height, frame_width = frame_hw
+    height, width = requested
+    if height == 0:
+        height = max(1, (2 * frame_height * width + frame_width) // (2 * frame_width))
+    if width == 0:
+        width = max(1, (2 * frame_width * height + frame_height) // (2 * frame_height))
+    if height > frame_height or width > frame_width:
+        raise NodeConfigError(f"working size {height}x{width} is larger than the {frame_height}x"
+                              f"{frame_width} frame; working_height/working_width must not exceed "
+                              "the camera size (resizing up only costs time)")
+    if (height, width) == (frame_height, frame_width):
+        return None
+    return height, width
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """What the camera size fixes: the original patch, the resizer (if any) and the masks.
+
+    Attributes:
+        camera_hw: frame size the plan is for (height, width).
+        patch: the threat model's patch in camera pixels (reported in CertificationStatus).
+        masks: masks at the working size, built for :attr:`working_patch`.
+        resizer: camera -> working size resizer; None when certifying at the camera size.
+    """
+
+    camera_hw: tuple[int, int]
+    patch: tuple[int, int]
+    masks: MaskSet
+    resizer: FrameResizer | None
+
+    @property
+    def working_hw(self) -> tuple[int, int]:
+        """The size the masks, demaskers and segmenter run at."""
+        return self.masks.height, self.masks.width
+
+    @property
+    def working_patch(self) -> tuple[int, int]:
+        """The (widened) patch the masks were built for, in working pixels."""
+        return self.masks.patch
+
+    def key_values(self) -> list[tuple[str, str]]:
+        """Diagnostics entries: camera and working size, original and widened patch."""
+        resized = self.resizer is not None
+        return [("camera_size", _size(self.camera_hw)),
+                ("working_size", _size(self.working_hw) if resized else "native"),
+                ("patch", _size(self.patch)),
+                ("working_patch", _size(self.working_patch))]
+
+    def describe(self) -> str:
+        """One line for logs."""
+        if self.resizer is None:
+            return f"{self.masks.describe()}"
+        return (f"{self.masks.describe()}; camera {_size(self.camera_hw)} resized to "
+                f"{_size(self.working_hw)}, patch {_size(self.patch)} widened to "
+                f"{_size(self.working_patch)}")
+
+
+def plan_masks(config: NodeConfig, height: int, width: int) -> MaskPlan:
+    """Resolve the patch at the camera size, widen it for the working size, build the masks.
+
+    Raises:
+        NodeConfigError: a patch that does not fit the frame, a working size larger than the
+            frame, or masks that cannot be built.
+    """
+    try:
+        patch = patch_shape(height, width, config.patch)
+    except CoreError as error:
+        raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error
+    working = resolve_working_size(config.working_size, (height, width))
+    if working is None:
+        return MaskPlan((height, width), patch, build_mask_set(config, height, width, patch), None)
+    try:
+        resizer = FrameResizer((height, width), working, config.resize_interpolation)
+        widened = resizer.patch(patch)
+    except (EngineError, CoreError) as error:
+        raise NodeConfigError(f"cannot resize a {height}x{width} frame to {_size(working)}: "
+                              f"{error}") from error
+    return MaskPlan((height, width), patch, build_mask_set(config, *working, patch=widened), resizer)
+
+
+class FrameCertifier:
+    """A :class:`Certifier` for one camera size, run at the plan's working size.
+
+    :meth:`certify` takes and returns camera-size arrays, so the node publishes every image at
+    the input size whatever the working size.
+    """
+
+    def __init__(self, plan: MaskPlan, certifier: Certifier) -> None:
+        if certifier.masks is not plan.masks:
+            raise NodeConfigError("the certifier must use the plan's masks")
+        self.plan = plan
+        self.certifier = certifier
+
+    @property
+    def masks(self) -> MaskSet:
+        """The masks (at the working size)."""
+        return self.plan.masks
+
+    @property
+    def camera_hw(self) -> tuple[int, int]:
+        """The frame size this certifier accepts."""
+        return self.plan.camera_hw
+
+    def certify(self, image: np.ndarray) -> CertificationResult:
+        """Labels and certificate for a camera-size frame, computed at the working size.
+
+        ``branch_labels`` stay at the working size. Timings gain ``resize`` and ``upscale``.
+
+        Raises:
+            EngineError: a frame of another size, or any branch failure (callers fail closed).
+        """
+        resizer = self.plan.resizer
+        if resizer is None:
+            return self.certifier.certify(image)
+        start = time.perf_counter()
+        working = resizer.resize(image)
+        resized = time.perf_counter()
+        result = self.certifier.certify(working)
+        certified = time.perf_counter()
+        labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
+        certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
+        timings = dict(result.timings)
+        timings["resize"] = resized - start
+        timings["upscale"] = time.perf_counter() - certified
+        timings["total"] = time.perf_counter() - start
+        return CertificationResult(labels=labels, certified=certificate, branch_labels=result.branch_labels,
+                                   mode=result.mode, timings=timings)
+
+
+def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
+                          width: int) -> FrameCertifier:
+    """The node's certifier for ``height x width`` camera frames under ``config``.
+
+    Raises:
+        NodeConfigError: see :func:`plan_masks`.
+        EngineError: masks the Certifier refuses as unsound.
+    """
+    plan = plan_masks(config, height, width)
+    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=config.chunk_size,
+                          executor=models.executor)
+    return FrameCertifier(plan, certifier)
+
+
+def _size(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
