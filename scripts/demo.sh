@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 bash scripts/build_interfaces.sh
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-57}"
-export ROS_HOME="${ROS_HOME:-$PWD/.ros}" ROS_LOG_DIR="${ROS_LOG_DIR:-$PWD/.ros/log}"
-mkdir -p "$ROS_LOG_DIR"
+# Network rule: localhost-only DDS discovery (forced, whatever the caller set) and a domain of
+# our own; ros_env.sh adds the interfaces, the Fast DDS profile and a writable ROS_HOME.
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-57}"
+# shellcheck disable=SC1091
 source scripts/ros_env.sh
 exec .venv/bin/python -m demasked_ros.apps.node.demo "$@"
