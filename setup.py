@@ -38,6 +38,8 @@ setup(
     extras_require={
         "ros": _requirements("ros.txt"),
         "train": _requirements("train.txt"),
+        "eval": _requirements("report.txt"),
+        "ray": ["ray>=2.9"],
         "dev": _requirements("dev.txt"),
         "gpu": ["onnxruntime-gpu>=1.18"],
     },

@@ -1,0 +1,354 @@
+"""Evaluation configurations: which certifiers one ``demasked-eval`` pass compares.
+
+A configuration is one point of the grid ``modes x schemes x patch sizes x demaskers x segmenters``
+(plus the paper's ablations). It comes from command-line flags or a YAML / JSON ``--config`` file and
+is turned into a :class:`~demasked_ros.core.masks.MaskSet` per image size.
+
+Config file format (YAML or JSON)::
+
+    defaults:                     # optional, applied to every entry
+      demasker: telea
+      segmenter: default
+    configurations:               # list-valued fields expand into a grid within the entry
+      - {mode: detection, scheme: [column, row], patch: 0.01}
+      - {mode: recovery, scheme: [column, row, 3-mask, 4-mask], patch: 0.005}
+      - {mode: recovery, scheme: column, patch: 0.005, demasker: solid}   # no-demasking ablation
+      - {mode: recovery, scheme: drs-s, patch: 0.005}                      # DRS-S (appendix G)
+
+Named presets (:data:`PRESETS`: ``table1``, ``ablation`` (no demasking, DRS-S), ``demaskers``
+(TELEA / Navier-Stokes next to the default), ``sweep`` (Figure 5) and ``paper`` (all of them), e.g.
+``--config table1``) reproduce the paper's experiments.
+
+DRS-S (appendix G): the visible region of branch ``k`` is the column band ``[k*s, k*s + b)``
+(wrapping around the right edge, as in De-Randomized Smoothing; :mod:`demasked_ros.core.masks_drs`),
+the rest is filled with solid black and segmented without demasking (``drs-e`` keeps the
+configured demasker: the paper's DRS-E). A patch can touch at most ``T`` of the ``K = ceil(W/s)``
+bands (``T`` computed exactly for the image width); the certifier then certifies a pixel where the
+vote wins by more than ``2T`` (DRS's margin rule). ``b`` and ``s`` default to the paper's ADE20K
+choice (42, 22 at 512 px) scaled to the image width.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from demasked_ros.core.errors import CoreError
+from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T, MaskSet, detection_masks, recovery_masks
+from demasked_ros.core.masks_drs import drs_column_masks, drs_parameters_for_width
+from demasked_ros.core.threat import PatchSpec
+
+
+class EvaluationError(ValueError):
+    """Bad evaluator input: configuration, input path, output folder, resume state, worker setup.
+
+    The single error type of :mod:`demasked_ros.apps.evaluate` (readers raise their own
+    ``DatasetError`` / ``BagError``, which the CLI reports the same way).
+    """
+
+
+MODES = ("recovery", "detection")
+DRS_SCHEMES = ("drs-s", "drs-e")
+DEMASKERS = ("telea", "ns", "solid", "learned", "default")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One certifier to evaluate.
+
+    Attributes:
+        mode: ``"recovery"`` or ``"detection"``.
+        scheme: recovery scheme (column, row, 3-mask, 4-mask), detection axis (column, row, block),
+            or a DRS baseline (``drs-s``: solid black, no demasking; ``drs-e``: with demasking).
+        patch: fraction of the image area (square patch) or explicit ``(ph, pw)`` pixels.
+        demasker: ``telea``, ``ns``, ``solid`` (no demasking), ``learned`` (the packaged model) or
+            ``default`` (learned when installed, else TELEA).
+        segmenter: ``default`` (the packaged model), a path to an ONNX file, or a name registered
+            with the runner's :class:`~demasked_ros.apps.evaluate.runner.EngineFactory`.
+        n_patches: number of patches certified against (recovery only).
+        k: number of masks (None = the scheme's default).
+        mask_width: detection band width in pixels (None = 2 x patch side).
+        drs_width, drs_stride: DRS column width b and stride s in pixels (None = the paper's
+            ADE20K values scaled to the image width).
+    """
+
+    mode: str
+    scheme: str
+    patch: PatchSpec
+    demasker: str = "default"
+    segmenter: str = "default"
+    n_patches: int = 1
+    k: int | None = None
+    mask_width: int | None = None
+    drs_width: int | None = None
+    drs_stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise EvaluationError(f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
+        allowed = (*RECOVERY_T, *DRS_SCHEMES) if self.mode == "recovery" else DETECTION_AXES
+        if self.scheme not in allowed:
+            raise EvaluationError(
+                f"scheme {self.scheme!r} is not valid for {self.mode}; choose one of {list(allowed)}")
+        if self.scheme == "drs-s" and self.demasker != "solid":
+            object.__setattr__(self, "demasker", "solid")  # DRS-S is defined without demasking
+        if self.demasker not in DEMASKERS:
+            raise EvaluationError(f"unknown demasker {self.demasker!r}; choose one of {list(DEMASKERS)}")
+        if not isinstance(self.segmenter, str) or not self.segmenter:
+            raise EvaluationError(f"segmenter must be 'default', a .onnx path or a registered name, "
+                                  f"got {self.segmenter!r}")
+        object.__setattr__(self, "patch", _normalise_patch(self.patch))
+        for name in ("n_patches", "k", "mask_width", "drs_width", "drs_stride"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def config_id(self) -> str:
+        """Stable, file-name-safe identifier, e.g. ``recovery-column-0.5pct-telea-default``."""
+        if isinstance(self.patch, tuple):
+            patch = f"{self.patch[0]}x{self.patch[1]}px"
+        else:
+            patch = f"{100 * self.patch:g}pct"
+        parts = [self.mode, self.scheme, patch, self.demasker, Path(self.segmenter).stem]
+        extras = {"n": self.n_patches if self.n_patches != 1 else None, "k": self.k,
+                  "band": self.mask_width, "b": self.drs_width, "s": self.drs_stride}
+        parts += [f"{key}{value}" for key, value in extras.items() if value is not None]
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+    @property
+    def method(self) -> str:
+        """Row label for reports: ``Demasked Smoothing``, ``DRS-S`` or ``DRS-E``."""
+        return self.scheme.upper() if self.scheme in DRS_SCHEMES else "Demasked Smoothing"
+
+    def parameters(self) -> dict[str, Any]:
+        """JSON-ready parameters (for summary.json and resume checks)."""
+        params = asdict(self)
+        params["patch"] = list(self.patch) if isinstance(self.patch, tuple) else self.patch
+        return params
+
+    def masks(self, height: int, width: int) -> MaskSet:
+        """The mask set of this configuration for an ``height x width`` image.
+
+        Raises:
+            EvaluationError: when the patch or scheme does not fit the image.
+        """
+        try:
+            if self.scheme in DRS_SCHEMES:
+                band, stride = drs_parameters_for_width(width)
+                return drs_column_masks(height, width, self.patch, self.drs_width or band,
+                                        self.drs_stride or stride)
+            if self.mode == "recovery":
+                return recovery_masks(height, width, self.patch, self.scheme, self.n_patches, self.k)
+            return detection_masks(height, width, self.patch, self.scheme, self.k, self.mask_width)
+        except CoreError as error:
+            raise EvaluationError(f"configuration {self.config_id}: {error}") from error
+
+
+def _normalise_patch(patch: Any) -> PatchSpec:
+    if isinstance(patch, (list, tuple)):
+        if len(patch) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in patch):
+            raise EvaluationError(f"a pixel patch must be [height, width] integers, got {patch!r}")
+        return (int(patch[0]), int(patch[1]))
+    if isinstance(patch, bool) or not isinstance(patch, (int, float)):
+        raise EvaluationError(f"patch must be an area fraction or [height, width], got {patch!r}")
+    fraction = float(patch)
+    if not 0.0 < fraction <= 1.0:
+        raise EvaluationError(f"patch fraction must be in (0, 1] (0.005 = 0.5 %), got {patch!r}")
+    return fraction
+
+
+GRID_FIELDS = ("mode", "scheme", "patch", "demasker", "segmenter")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Lists of values whose cartesian product gives configurations (schemes not valid for a mode
+    are skipped, so ``--mode recovery detection --scheme column row 3-mask`` works)."""
+
+    modes: Sequence[str] = ("recovery",)
+    schemes: Sequence[str] = ("column",)
+    patches: Sequence[PatchSpec] = (0.005,)
+    demaskers: Sequence[str] = ("default",)
+    segmenters: Sequence[str] = ("default",)
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def expand(self) -> list[EvalConfig]:
+        """Every valid configuration, in a stable order, without duplicates."""
+        configs: list[EvalConfig] = []
+        product = itertools.product(self.modes, self.schemes, self.patches, self.demaskers,
+                                    self.segmenters)
+        for mode, scheme, patch, demasker, segmenter in product:
+            valid = (*RECOVERY_T, *DRS_SCHEMES) if mode == "recovery" else DETECTION_AXES
+            if mode in MODES and scheme not in valid and len(self.schemes) > 1:
+                continue
+            configs.append(EvalConfig(mode=mode, scheme=scheme, patch=patch, demasker=demasker,
+                                      segmenter=segmenter, **self.extras))
+        return unique(configs)
+
+
+def unique(configs: Iterable[EvalConfig]) -> list[EvalConfig]:
+    """Drop repeated configurations (same id), keeping the first; error on an empty list."""
+    seen: dict[str, EvalConfig] = {}
+    for config in configs:
+        seen.setdefault(config.config_id, config)
+    if not seen:
+        raise EvaluationError("no valid configuration: check --mode / --scheme combinations")
+    return list(seen.values())
+
+
+def configs_from_mapping(document: Mapping[str, Any],
+                         engine_defaults: Mapping[str, str] | None = None) -> list[EvalConfig]:
+    """Configurations from a parsed config document (see the module docstring for the format).
+
+    Precedence: an entry's own keys, then the document's ``defaults``, then ``engine_defaults``.
+    """
+    if not isinstance(document, Mapping) or "configurations" not in document:
+        raise EvaluationError("a config file needs a 'configurations' list")
+    defaults = document.get("defaults", {}) or {}
+    entries = document["configurations"]
+    if not isinstance(defaults, Mapping) or not isinstance(entries, list) or not entries:
+        raise EvaluationError("'defaults' must be a mapping and 'configurations' a non-empty list")
+    known = {f for f in EvalConfig.__dataclass_fields__}
+    configs: list[EvalConfig] = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping):
+            raise EvaluationError(f"configuration #{number} must be a mapping, got {entry!r}")
+        merged = {**(engine_defaults or {}), **defaults, **entry}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise EvaluationError(f"configuration #{number}: unknown keys {unknown}; known: {sorted(known)}")
+        if "mode" not in merged or "scheme" not in merged or "patch" not in merged:
+            raise EvaluationError(f"configuration #{number} needs mode, scheme and patch")
+        grid = {key: _as_list(key, merged.pop(key)) for key in GRID_FIELDS if key in merged}
+        try:
+            configs += GridSpec(
+                modes=grid["mode"], schemes=grid["scheme"], patches=grid["patch"],
+                demaskers=grid.get("demasker", ["default"]), segmenters=grid.get("segmenter", ["default"]),
+                extras=merged).expand()
+        except (TypeError, EvaluationError) as error:
+            raise EvaluationError(f"configuration #{number}: {error}") from error
+    return unique(configs)
+
+
+def _as_list(key: str, value: Any) -> list[Any]:
+    # A pixel patch [ph, pw] is one value, not a list of two fractions.
+    if key == "patch" and isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return [tuple(v) for v in value]
+    if key == "patch" and isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 1 for v in value):
+        return [tuple(value)]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def load_config_file(path: str | Path, engine_defaults: Mapping[str, str] | None = None) -> list[EvalConfig]:
+    """Read a YAML or JSON config file, or a preset name from :data:`PRESETS`.
+
+    ``engine_defaults`` (``{"demasker": ..., "segmenter": ...}`` from the command line) apply to
+    entries that do not name their own demasker / segmenter.
+
+    Raises:
+        EvaluationError: missing file, parse error, or invalid entries (with the entry number).
+    """
+    name = str(path)
+    if name in PRESETS:
+        return configs_from_mapping(PRESETS[name], engine_defaults)
+    file = Path(path)
+    if not file.is_file():
+        raise EvaluationError(f"config file {file} not found (presets: {sorted(PRESETS)})")
+    text = file.read_text()
+    try:
+        if file.suffix.lower() == ".json":
+            document = json.loads(text)
+        else:
+            import yaml  # PyYAML: only needed for YAML config files
+
+            document = yaml.safe_load(text)
+    except ImportError as error:
+        raise EvaluationError("YAML config files need PyYAML (pip install pyyaml); or use JSON") from error
+    except Exception as error:  # json.JSONDecodeError, yaml.YAMLError
+        raise EvaluationError(f"cannot parse {file}: {error}") from error
+    return configs_from_mapping(document, engine_defaults)
+
+
+def _sweep(mode: str, fractions: Sequence[float]) -> dict[str, Any]:
+    return {"mode": mode, "scheme": "column", "patch": list(fractions)}
+
+
+#: Named configuration sets reproducing the paper's experiments (demasker/segmenter from flags).
+PRESETS: dict[str, dict[str, Any]] = {
+    "table1": {"configurations": [
+        {"mode": "detection", "scheme": ["column", "row"], "patch": 0.01},
+        {"mode": "recovery", "scheme": ["column", "row", "3-mask", "4-mask"], "patch": 0.005},
+    ]},
+    "ablation": {"configurations": [  # Table 7 (no demasking) and Table 10 (DRS-S)
+        {"mode": "detection", "scheme": "column", "patch": 0.01, "demasker": "solid"},
+        {"mode": "recovery", "scheme": "column", "patch": 0.005, "demasker": "solid"},
+        {"mode": "recovery", "scheme": "drs-s", "patch": 0.005},
+    ]},
+    "demaskers": {"configurations": [  # Tables 8 / 9: other demaskers next to the default one
+        {"mode": "detection", "scheme": "column", "patch": 0.01, "demasker": ["telea", "ns"]},
+        {"mode": "recovery", "scheme": "column", "patch": 0.005, "demasker": ["telea", "ns"]},
+    ]},
+    "sweep": {"configurations": [  # Figure 5
+        _sweep("recovery", [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02]),
+        _sweep("detection", [0.005, 0.01, 0.02, 0.03, 0.04, 0.05]),
+    ]},
+}
+PRESETS["paper"] = {"configurations": [entry for name in ("table1", "ablation", "demaskers", "sweep")
+                                       for entry in PRESETS[name]["configurations"]]}
+
+
+def patch_label(patch: PatchSpec) -> str:
+    """``0.5 %`` or ``30x30 px`` for reports."""
+    if isinstance(patch, tuple):
+        return f"{patch[0]}x{patch[1]} px"
+    return f"{100 * patch:g} %"
+
+
+#: The paper's numbers for comparison rows in reports: (mode, scheme, patch fraction, demasking?) ->
+#: [(where, mIoU, big mR, big cmR, all mR, all cmR, %C, FAR)]. Table 1 (ADE20K / BEiT-B and
+#: COCO-Stuff-10K / PSPNet, ZITS demasking), Table 7 (ADE20K / Swin, 200 images, with and without
+#: demasking; mIoU and mR of the detection rows do not depend on demasking) and Table 10 (DRS-S).
+PaperRow = tuple[str, float, float, float, float, float, float, float | None]
+PAPER_RESULTS: dict[tuple[str, str, float, bool], list[PaperRow]] = {
+    ("detection", "column", 0.01, True): [
+        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 57.33, 64.45, 32.55, 63.55, 20.04),
+        ("COCO10K PSPNet (T1)", 37.76, 71.71, 56.86, 49.65, 26.80, 47.09, 21.43),
+        ("ADE20K Swin (T7)", 38.56, 67.25, 58.85, 53.37, 23.35, 62.89, None)],
+    ("detection", "row", 0.01, True): [
+        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 50.05, 64.45, 26.65, 58.34, 25.24),
+        ("COCO10K PSPNet (T1)", 37.76, 71.71, 51.05, 49.65, 23.51, 42.78, 25.74)],
+    ("recovery", "column", 0.005, True): [
+        ("ADE20K BEiT-B (T1)", 24.92, 60.77, 41.26, 29.84, 12.98, 46.22, None),
+        ("COCO10K PSPNet (T1)", 21.94, 61.56, 36.67, 29.94, 11.13, 29.51, None),
+        ("ADE20K Swin (T7)", 19.09, 66.03, 52.71, 23.02, 12.66, 47.05, None)],
+    ("recovery", "row", 0.005, True): [
+        ("ADE20K BEiT-B (T1)", 16.33, 46.91, 16.72, 19.51, 4.83, 31.71, None),
+        ("COCO10K PSPNet (T1)", 18.87, 58.04, 20.90, 26.16, 6.14, 19.31, None)],
+    ("recovery", "3-mask", 0.005, True): [
+        ("ADE20K BEiT-B (T1)", 19.90, 56.90, 26.51, 23.86, 7.54, 38.64, None),
+        ("COCO10K PSPNet (T1)", 18.82, 59.26, 29.00, 25.85, 7.56, 25.21, None)],
+    ("recovery", "4-mask", 0.005, True): [
+        ("ADE20K BEiT-B (T1)", 18.82, 52.96, 23.75, 22.56, 5.87, 34.36, None),
+        ("COCO10K PSPNet (T1)", 17.46, 58.47, 23.63, 24.35, 5.51, 20.36, None)],
+    ("detection", "column", 0.01, False): [
+        ("ADE20K Swin (T7)", 38.56, 67.25, 19.49, 53.37, 3.09, 21.19, None)],
+    ("recovery", "column", 0.005, False): [
+        ("ADE20K Swin (T7)", 1.10, 15.09, 7.71, 1.79, 0.72, 18.59, None)],
+    ("recovery", "drs-s", 0.005, False): [
+        ("ADE20K Swin (T10)", 0.42, 11.35, 9.08, 1.04, 0.83, 28.01, None)],
+}
+
+
+def paper_rows(config: EvalConfig) -> list[PaperRow]:
+    """The paper's results for the same mode, scheme, patch and demasking choice (may be empty)."""
+    if isinstance(config.patch, tuple):
+        return []
+    key = (config.mode, config.scheme, round(config.patch, 6), config.demasker != "solid")
+    return PAPER_RESULTS.get(key, [])
