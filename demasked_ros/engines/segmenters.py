@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.onnx_providers import check_active, resolve_providers
 
 #: ImageNet statistics in 0-255 pixel units (the mmsegmentation convention).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -63,8 +64,9 @@ class OnnxSegmenter:
             Resizing happens here, after demasking.
         mean, std: per-channel normalisation in 0-255 units, in the model's channel order.
         channel_order: ``"RGB"`` or ``"BGR"``, the order the model was trained with.
-        providers: ONNX Runtime execution providers in priority order; a requested accelerator
-            that does not actually become active is an error (no silent CPU fallback).
+        providers: ONNX Runtime execution providers in priority order (full names or the
+            aliases ``cpu``, ``cuda``, ``tensorrt``); a requested accelerator that does not
+            actually become active is an error (no silent CPU fallback).
         intra_op_threads: CPU threads; fixed so inference is deterministic and predictable.
     """
 
@@ -96,21 +98,19 @@ class OnnxSegmenter:
         self.channel_order = channel_order
         self._scale = (1.0 / np.asarray(std, np.float32)).reshape(1, 3, 1, 1)
         self._shift = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+        requested = resolve_providers(providers)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(intra_op_threads)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        # Idle threads sleep instead of spinning: the CPU is shared with the demasker and ROS.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options,
-                                                providers=list(providers))
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
         except Exception as error:  # onnxruntime raises its own exception types
             raise EngineError(f"cannot load segmentation model {path}: {error}") from error
-        self.providers = list(self.session.get_providers())
-        missing = [p for p in providers if p not in self.providers]
-        if missing:
-            raise EngineError(f"requested execution providers {missing} are not active "
-                              f"(active: {self.providers}); install onnxruntime-gpu or fix the setup")
+        self.providers = check_active(self.session, requested)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise EngineError(f"{path}: expected one B x 3 x H x W input, got "

@@ -21,6 +21,7 @@ def test_onnx_segmenter_labels_at_input_resolution_and_deterministic(tmp_path):
     assert first.min() >= 0 and first.max() < 4
     np.testing.assert_array_equal(first, second)
     assert seg.providers == ["CPUExecutionProvider"]
+    assert OnnxSegmenter(model, CLASS_NAMES, providers=("cpu",)).providers == ["CPUExecutionProvider"]
 
 
 def test_onnx_segmenter_normalisation_and_channel_order_matter(tmp_path):
@@ -60,7 +61,7 @@ def test_onnx_segmenter_errors_are_clear(tmp_path):
     model = write_conv_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError, match="classes"):
         OnnxSegmenter(model, ["a", "b"]).segment(batch())
-    with pytest.raises(EngineError, match="not active"):
+    with pytest.raises(EngineError, match="CUDAExecutionProvider"):
         OnnxSegmenter(model, CLASS_NAMES, providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
     with pytest.raises(EngineError, match="channel_order"):
         OnnxSegmenter(model, CLASS_NAMES, channel_order="GRB")
