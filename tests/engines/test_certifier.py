@@ -8,10 +8,12 @@ from demasked_ros.core.masks import MaskSet, detection_masks, recovery_masks
 from demasked_ros.engines.certifier import Certifier, ChunkedExecutor
 from demasked_ros.engines.demaskers import NavierStokesDemasker, SolidFillDemasker, TeleaDemasker
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.learned_demasker import default_learned_demasker
 from demasked_ros.engines.segmenters import CallableSegmenter
 from tests.tiny_models import CLASS_NAMES, colour_rule, colour_segmenter
 
-DEMASKERS = [TeleaDemasker(), NavierStokesDemasker(), SolidFillDemasker(), SolidFillDemasker((90, 20, 200))]
+DEMASKERS = [TeleaDemasker(), NavierStokesDemasker(), SolidFillDemasker(), SolidFillDemasker((90, 20, 200)),
+             default_learned_demasker(threads=1)]
 
 
 def scene(height=48, width=64, seed=0):
