@@ -104,15 +104,8 @@ def decode_raw(
         ImageCodecError: unknown encoding, zero size, ``step < width*bpp``,
             ``len(data) < height*step``, or more than ``max_pixels`` pixels.
     """
-    if not isinstance(encoding, str) or encoding.lower() not in COLOR_ENCODINGS:
-        raise ImageCodecError(
-            f"unsupported image encoding {encoding!r}; expected one of {sorted(COLOR_ENCODINGS)}"
-        )
-    encoding = encoding.lower()
-    bpp = COLOR_ENCODINGS[encoding]
-    buffer = _as_bytes_view(data)
-    height, width, step = _check_geometry(encoding, height, width, step, buffer, bpp, max_pixels)
-    pixels = _rows(buffer, height, width, step, bpp)
+    encoding, _, pixels = _pixel_rows("image", COLOR_ENCODINGS, encoding, height, width, step, data,
+                                        max_pixels)
     if encoding in ("rgb8", "rgba8"):
         return np.array(pixels[:, :, :3], order="C", copy=True)
     if encoding in ("bgr8", "bgra8"):
@@ -195,15 +188,8 @@ def decode_labels(
     Raises:
         ImageCodecError: for any encoding other than mono8/mono16 or inconsistent sizes.
     """
-    if not isinstance(encoding, str) or encoding.lower() not in LABEL_ENCODINGS:
-        raise ImageCodecError(
-            f"unsupported label encoding {encoding!r}; expected one of {sorted(LABEL_ENCODINGS)}"
-        )
-    encoding = encoding.lower()
-    bpp = LABEL_ENCODINGS[encoding]
-    buffer = _as_bytes_view(data)
-    height, width, step = _check_geometry(encoding, height, width, step, buffer, bpp, None)
-    pixels = _rows(buffer, height, width, step, bpp)
+    encoding, bpp, pixels = _pixel_rows("label", LABEL_ENCODINGS, encoding, height, width, step, data,
+                                        None)
     if bpp == 1:
         return np.array(pixels[:, :, 0], order="C", copy=True)
     dtype = np.dtype(">u2") if is_bigendian else np.dtype("<u2")
@@ -241,3 +227,15 @@ def encode_mono16(array: np.ndarray) -> tuple[str, int, bytes]:
     if array.dtype != np.uint16 and (array.min() < 0 or array.max() > 65535):
         raise ImageCodecError(f"values {array.min()}..{array.max()} do not fit in mono16")
     return "mono16", int(array.shape[1] * 2), np.ascontiguousarray(array, dtype="<u2").tobytes()
+
+
+def _pixel_rows(kind: str, table: dict[str, int], encoding: object, height: int, width: int, step: int,
+                data: Any, max_pixels: int | None) -> tuple[str, int, np.ndarray]:
+    """Validate encoding and geometry; return (encoding, bytes per pixel, H x W x bpp view)."""
+    if not isinstance(encoding, str) or encoding.lower() not in table:
+        raise ImageCodecError(f"unsupported {kind} encoding {encoding!r}; expected one of {sorted(table)}")
+    name = encoding.lower()
+    bpp = table[name]
+    buffer = _as_bytes_view(data)
+    height, width, step = _check_geometry(name, height, width, step, buffer, bpp, max_pixels)
+    return name, bpp, _rows(buffer, height, width, step, bpp)
