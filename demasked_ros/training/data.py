@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -101,35 +102,55 @@ def class_weights(labels: np.ndarray, num_classes: int, smoothing: float = 1.10)
     return (1.0 / np.log(smoothing + share)).astype(np.float32)
 
 
+#: How masked training copies are filled: OpenCV TELEA, the packaged learned demasker, or both.
+FILL_CHOICES = ("telea", "learned", "mixed")
+
+
 class MaskedFillCache:
-    """TELEA-demasked copies of training frames under the project's own mask families.
+    """Demasked copies (TELEA and/or learned) of training frames under the project's mask families.
 
     Why: the certifier feeds the segmenter demasked images; training on some of them makes the
     K branches agree more often (more pixels certified) without touching soundness. Each
     (frame, family, mask index) is inpainted once, lazily, and kept in memory.
     """
 
-    def __init__(self, height: int, width: int, families: Sequence[MaskSet] | None = None) -> None:
+    def __init__(self, height: int, width: int, families: Sequence[MaskSet] | None = None,
+                 fill: str = "telea") -> None:
+        if fill not in FILL_CHOICES:
+            raise ValueError(f"fill must be one of {FILL_CHOICES}, got {fill!r}")
+        self.fill = fill
+        self._learned: Any = None
         if families is None:
             families = (
                 recovery_masks(height, width, 0.005, "column"),
                 detection_masks(height, width, 0.01, "column"),
             )
         self.families = list(families)
-        self._cache: dict[tuple[int, int, int], np.ndarray] = {}
+        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def filled(self, index: int, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A demasked copy of ``image`` (frame ``index``) under a random mask of a random family."""
         family = int(rng.integers(len(self.families)))
         masks = self.families[family]
         mask_index = int(rng.integers(masks.k))
-        key = (index, family, mask_index)
+        learned = self.fill == "learned" or (self.fill == "mixed" and rng.random() < 0.5)
+        key = (index, family, mask_index, int(learned))
         if key not in self._cache:
             visible = masks.visible[mask_index]
             zeroed = np.where(visible[..., None], image, 0).astype(np.uint8)
-            hidden = (~visible).astype(np.uint8)
-            self._cache[key] = cv2.inpaint(zeroed, hidden, 3, cv2.INPAINT_TELEA)
+            if learned:
+                self._cache[key] = self._learned_demasker().demask(zeroed[None], visible[None])[0]
+            else:
+                hidden = (~visible).astype(np.uint8)
+                self._cache[key] = cv2.inpaint(zeroed, hidden, 3, cv2.INPAINT_TELEA)
         return self._cache[key]
+
+    def _learned_demasker(self) -> Any:
+        if self._learned is None:
+            from demasked_ros.engines.learned_demasker import default_learned_demasker
+
+            self._learned = default_learned_demasker(threads=1)
+        return self._learned
 
 
 @dataclass
@@ -141,6 +162,7 @@ class AugmentConfig:
     flip: bool = True
     jitter: float = 0.2
     demask_probability: float = 0.0
+    demask_fill: str = "telea"
 
 
 def augment(
@@ -178,7 +200,8 @@ class TrainBatches:
         self.batch_size = batch_size
         self.config = config
         height, width = split.labels.shape[1:]
-        self.fill_cache = MaskedFillCache(height, width) if config.demask_probability > 0 else None
+        self.fill_cache = (MaskedFillCache(height, width, fill=config.demask_fill)
+                           if config.demask_probability > 0 else None)
 
     def __len__(self) -> int:
         return max(1, len(self.split) // self.batch_size)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.training.data import (
+    FILL_CHOICES,
     IGNORE_INDEX,
     AugmentConfig,
     SegmentationSplit,
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-width", type=int, default=48)
     p.add_argument("--demask-aug-prob", type=float, default=0.0,
                    help="probability of replacing a frame by a TELEA-demasked copy under a random mask")
+    p.add_argument("--demask-fill", choices=FILL_CHOICES, default="telea",
+                   help="how demasked training copies are filled (telea, learned demasker, or mixed)")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and at the end)")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames (tests)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (tests)")
@@ -217,7 +220,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model = FullResolutionSegNet(net, downscale=args.downscale)
     weights = torch.from_numpy(class_weights(train_split.labels, NUM_CLASSES)).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    augment = AugmentConfig(crop=tuple(args.crop), demask_probability=args.demask_aug_prob)
+    augment = AugmentConfig(crop=tuple(args.crop), demask_probability=args.demask_aug_prob,
+                            demask_fill=args.demask_fill)
     batches = TrainBatches(train_split, args.batch_size, augment)
     steps_per_epoch = min(len(batches), args.max_steps or len(batches))
     total_iters = args.epochs * steps_per_epoch

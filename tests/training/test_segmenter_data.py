@@ -95,3 +95,20 @@ def test_demasked_copies_keep_visible_pixels_and_ignore_hidden_ones():
     other.families = cache.families
     assert key not in other._cache
     np.testing.assert_array_equal(other.filled(0, altered, np.random.default_rng(5)), filled)
+
+
+def test_masked_fill_cache_learned_and_mixed_fills_keep_visible_pixels():
+    from demasked_ros.training.data import MaskedFillCache
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(90, 120, 3), dtype=np.uint8)
+    for fill in ("telea", "learned", "mixed"):
+        cache = MaskedFillCache(90, 120, fill=fill)
+        for _ in range(4):
+            out = cache.filled(0, image, rng)
+            assert out.shape == image.shape and out.dtype == np.uint8
+            kept = [m for fam in cache.families for m in fam.visible
+                    if np.array_equal(out[m], image[m])]
+            assert kept, "no mask of the families explains the visible pixels"
+    with pytest.raises(ValueError):
+        MaskedFillCache(90, 120, fill="magic")
