@@ -28,20 +28,8 @@ def recover(branch_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if k == 1 or certified.all():
         return voted, certified
     # Vote only where the branches disagree (usually a minority of the pixels).
-    contested = labels[:, ~certified]
-    # votes[j] = number of branches agreeing with branch j (K^2 comparisons; K is small).
-    votes = np.zeros(contested.shape, dtype=np.int32)
-    for i in range(k):
-        for j in range(i + 1, k):
-            same = contested[i] == contested[j]
-            votes[i] += same
-            votes[j] += same
-    # Rank branches by (votes desc, label asc): the first-ranked branch carries the winning class.
-    low = int(contested.min())
-    span = int(contested.max()) - low + 1
-    key = votes.astype(np.int64) * span - (contested.astype(np.int64) - low)
-    winner = np.argmax(key, axis=0)
-    voted[~certified] = np.take_along_axis(contested, winner[None], axis=0)[0]
+    winner, _, _ = _contested_vote(labels[:, ~certified])
+    voted[~certified] = winner
     return voted, certified
 
 
@@ -56,19 +44,16 @@ def recover_with_margin(branch_labels: np.ndarray, t: int) -> tuple[np.ndarray, 
     labels = _check_branches(branch_labels)
     if t < 0:
         raise CoreError(f"t must be >= 0, got {t}")
-    voted, unanimous = recover(labels)
     k = labels.shape[0]
+    first = labels[0]
+    unanimous = np.all(labels == first[None], axis=0)
+    voted = first.copy()
     certified = unanimous & (k > 2 * t)
     if unanimous.all():
         return voted, certified
     contested = labels[:, ~unanimous]
-    winner = voted[~unanimous]
-    agrees = contested == winner[None]
-    top = agrees.sum(axis=0)
-    runner_up = np.zeros_like(top)
-    for j in range(k):  # the votes of each other class, counted at the branches that carry it
-        others = contested == contested[j][None]
-        runner_up = np.maximum(runner_up, np.where(agrees[j], 0, others.sum(axis=0)))
+    winner, top, runner_up = _contested_vote(contested)
+    voted[~unanimous] = winner
     certified[~unanimous] = top - runner_up > 2 * t
     return voted, certified
 
@@ -80,6 +65,30 @@ def detect(f_labels: np.ndarray, branch_labels: np.ndarray) -> np.ndarray:
         raise CoreError(f"f(x) has shape {f_labels.shape}, branches have {labels.shape[1:]}")
     _check_integer(f_labels, "f(x) labels")
     return np.all(labels == f_labels[None], axis=0)
+
+
+def _contested_vote(contested: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vote over ``K x P`` labels: (winning label, its vote count, best other class's count) per pixel.
+
+    The winner has the most votes, the smaller class index breaking ties.
+    """
+    k = contested.shape[0]
+    # counts[j] = branches agreeing with branch j (K^2 comparisons; K is small).
+    counts = np.ones(contested.shape, dtype=np.int32)
+    for i in range(k):
+        for j in range(i + 1, k):
+            same = contested[i] == contested[j]
+            counts[i] += same
+            counts[j] += same
+    # Rank branches by (count desc, label asc): the first-ranked branch carries the winning class.
+    low = int(contested.min())
+    span = int(contested.max()) - low + 1
+    key = counts.astype(np.int64) * span - (contested.astype(np.int64) - low)
+    best = np.argmax(key, axis=0)[None]
+    winner = np.take_along_axis(contested, best, axis=0)[0]
+    top = np.take_along_axis(counts, best, axis=0)[0]
+    runner_up = np.where(contested != winner[None], counts, 0).max(axis=0)
+    return winner, top, runner_up
 
 
 def _check_branches(branch_labels: np.ndarray) -> np.ndarray:
