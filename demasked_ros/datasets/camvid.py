@@ -83,7 +83,7 @@ def locate_camvid() -> CamVidLocation:
     if configured:
         candidate = Path(configured).expanduser().resolve()
         if looks_like_camvid(candidate):
-            return CamVidLocation(candidate, f"${CAMVID_ENV}={configured}")
+            return CamVidLocation(candidate, f"via ${CAMVID_ENV}={configured}")
         return CamVidLocation(None, f"${CAMVID_ENV}={configured} is not a CamVid folder "
                                     "(<split>/ + <split>annot/)")
     searched = []
