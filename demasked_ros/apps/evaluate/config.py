@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from demasked_ros.core.errors import CoreError
-from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T, MaskSet, detection_masks, recovery_masks
-from demasked_ros.core.masks_drs import drs_column_masks, drs_parameters_for_width
+from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.spec import DRS_SCHEMES, MODES, CertSpec, patch_label, schemes_for
 from demasked_ros.core.threat import PatchSpec
+from demasked_ros.engines.factory import DEMASKER_NAMES
 
 
 class EvaluationError(ValueError):
@@ -52,9 +53,8 @@ class EvaluationError(ValueError):
     """
 
 
-MODES = ("recovery", "detection")
-DRS_SCHEMES = ("drs-s", "drs-e")
-DEMASKERS = ("telea", "ns", "solid", "learned", "default")
+DEMASKERS = DEMASKER_NAMES
+__all__ = ["DRS_SCHEMES", "MODES", "EvalConfig", "EvaluationError", "GridSpec", "patch_label"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,6 @@ class EvalConfig:
     drs_stride: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise EvaluationError(f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
-        allowed = (*RECOVERY_T, *DRS_SCHEMES) if self.mode == "recovery" else DETECTION_AXES
-        if self.scheme not in allowed:
-            raise EvaluationError(
-                f"scheme {self.scheme!r} is not valid for {self.mode}; choose one of {list(allowed)}")
         if self.scheme == "drs-s" and self.demasker != "solid":
             object.__setattr__(self, "demasker", "solid")  # DRS-S is defined without demasking
         if self.demasker not in DEMASKERS:
@@ -102,11 +96,17 @@ class EvalConfig:
         if not isinstance(self.segmenter, str) or not self.segmenter:
             raise EvaluationError(f"segmenter must be 'default', a .onnx path or a registered name, "
                                   f"got {self.segmenter!r}")
-        object.__setattr__(self, "patch", _normalise_patch(self.patch))
-        for name in ("n_patches", "k", "mask_width", "drs_width", "drs_stride"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "patch", self.spec.patch)
+
+    @property
+    def spec(self) -> CertSpec:
+        """The certification spec of this configuration (validated; EvaluationError if invalid)."""
+        try:
+            return CertSpec(mode=self.mode, scheme=self.scheme, patch=self.patch, n_patches=self.n_patches,
+                            k=self.k, band_width=self.mask_width, drs_width=self.drs_width,
+                            drs_stride=self.drs_stride)
+        except CoreError as error:
+            raise EvaluationError(str(error)) from error
 
     @property
     def config_id(self) -> str:
@@ -138,30 +138,11 @@ class EvalConfig:
         Raises:
             EvaluationError: when the patch or scheme does not fit the image.
         """
+        spec = self.spec
         try:
-            if self.scheme in DRS_SCHEMES:
-                band, stride = drs_parameters_for_width(width)
-                return drs_column_masks(height, width, self.patch, self.drs_width or band,
-                                        self.drs_stride or stride)
-            if self.mode == "recovery":
-                return recovery_masks(height, width, self.patch, self.scheme, self.n_patches, self.k)
-            return detection_masks(height, width, self.patch, self.scheme, self.k, self.mask_width)
+            return spec.masks(height, width)
         except CoreError as error:
             raise EvaluationError(f"configuration {self.config_id}: {error}") from error
-
-
-def _normalise_patch(patch: Any) -> PatchSpec:
-    if isinstance(patch, (list, tuple)):
-        if len(patch) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in patch):
-            raise EvaluationError(f"a pixel patch must be [height, width] integers, got {patch!r}")
-        return (int(patch[0]), int(patch[1]))
-    if isinstance(patch, bool) or not isinstance(patch, (int, float)):
-        raise EvaluationError(f"patch must be an area fraction or [height, width], got {patch!r}")
-    fraction = float(patch)
-    if not 0.0 < fraction <= 1.0:
-        raise EvaluationError(f"patch fraction must be in (0, 1] (0.005 = 0.5 %), got {patch!r}")
-    return fraction
-
 
 GRID_FIELDS = ("mode", "scheme", "patch", "demasker", "segmenter")
 
@@ -184,8 +165,7 @@ class GridSpec:
         product = itertools.product(self.modes, self.schemes, self.patches, self.demaskers,
                                     self.segmenters)
         for mode, scheme, patch, demasker, segmenter in product:
-            valid = (*RECOVERY_T, *DRS_SCHEMES) if mode == "recovery" else DETECTION_AXES
-            if mode in MODES and scheme not in valid and len(self.schemes) > 1:
+            if mode in MODES and scheme not in schemes_for(mode, drs=True) and len(self.schemes) > 1:
                 continue
             configs.append(EvalConfig(mode=mode, scheme=scheme, patch=patch, demasker=demasker,
                                       segmenter=segmenter, **self.extras))
@@ -302,13 +282,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 PRESETS["paper"] = {"configurations": [entry for name in ("table1", "ablation", "demaskers", "sweep")
                                        for entry in PRESETS[name]["configurations"]]}
-
-
-def patch_label(patch: PatchSpec) -> str:
-    """``0.5 %`` or ``30x30 px`` for reports."""
-    if isinstance(patch, tuple):
-        return f"{patch[0]}x{patch[1]} px"
-    return f"{100 * patch:g} %"
 
 
 #: The paper's numbers for comparison rows in reports: (mode, scheme, patch fraction, demasking?) ->

@@ -25,24 +25,9 @@ import numpy as np
 from demasked_ros_interfaces.msg import CertificationStatus, ClassInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 
-from demasked_ros.apps.image_codec import (
-    ImageCodecError,
-    decode_compressed,
-    decode_raw,
-    encode_mono8,
-    encode_mono16,
-    encode_rgb8,
-)
 from demasked_ros.apps.node.diagnostics import NodeStatistics, diagnostic_array
 from demasked_ros.apps.node.models import LoadedModels, load_models
 from demasked_ros.apps.node.params import (
@@ -52,15 +37,23 @@ from demasked_ros.apps.node.params import (
     declare_parameters,
     read_parameters,
 )
-from demasked_ros.apps.node.regions import alert_regions
 from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.worker import LatestFrameWorker
 from demasked_ros.core.errors import CoreError
-from demasked_ros.core.visualize import certification_image, overlay
 from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.rosio import topics
+from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
+from demasked_ros.rosio.messages import (
+    EncodedImage,
+    Geometry,
+    OutputMessages,
+    failure_messages,
+    overlay_image,
+    result_messages,
+)
 
-DEFAULT_NODE_NAME = "demasked_ros"
+DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
 
 
@@ -104,7 +97,7 @@ class DemaskedNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._worker: LatestFrameWorker[_Frame] = LatestFrameWorker(
             self._process_frame, self._on_worker_error, on_drop=lambda _: self.stats.count_dropped())
-        from demasked_ros.apps.ros_env import check_ros_environment
+        from demasked_ros.rosio.ros_env import check_ros_environment
 
         for finding in check_ros_environment(strict=False):  # a robot may talk to its network
             self.get_logger().warning(finding)
@@ -186,33 +179,19 @@ class DemaskedNode(LifecycleNode):
 
     # ----------------------------------------------------------------------------- topics
     def _create_entities(self, config: NodeConfig) -> None:
-        output_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=config.output_qos_depth,
-            reliability=(ReliabilityPolicy.RELIABLE if config.output_qos == "reliable"
-                         else ReliabilityPolicy.BEST_EFFORT))
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        topics = {"labels": Image, "certification": Image, "alert": CertificationStatus}
-        if config.publish_overlay:
-            topics["overlay"] = Image
-        for name, kind in topics.items():
-            self._pubs[name] = self.create_publisher(kind, f"~/{name}", output_qos)
-        self._pubs["class_info"] = self.create_publisher(ClassInfo, "~/class_info", latched)
-        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        output_qos = topics.output_qos(config.output_qos, config.output_qos_depth)
+        for name in topics.RESULT_TOPICS:
+            if name != "overlay" or config.publish_overlay:
+                kind = CertificationStatus if name == "alert" else Image
+                self._pubs[name] = self.create_publisher(kind, f"~/{name}", output_qos)
+        self._pubs["class_info"] = self.create_publisher(ClassInfo, f"~/{topics.CLASS_INFO_TOPIC}",
+                                                         topics.latched_qos())
+        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS_TOPIC, 10)
         self._entities.extend(self._pubs.values())
-        if config.input_qos == "sensor_data":
-            input_qos = QoSProfile(**_qos_kwargs(qos_profile_sensor_data, config.input_qos_depth))
-        else:
-            input_qos = QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=config.input_qos_depth,
-                reliability=(ReliabilityPolicy.RELIABLE if config.input_qos == "reliable"
-                             else ReliabilityPolicy.BEST_EFFORT))
-        if config.input_transport == "compressed":
-            self._entities.append(self.create_subscription(CompressedImage, "image/compressed",
-                                                           self._on_image, input_qos))
-        else:
-            self._entities.append(self.create_subscription(Image, "image", self._on_image, input_qos))
+        input_qos = topics.input_qos(config.input_qos, config.input_qos_depth)
+        kind = CompressedImage if config.input_transport == "compressed" else Image
+        self._entities.append(self.create_subscription(kind, topics.input_topic(config.input_transport),
+                                                       self._on_image, input_qos))
         self._timers.append(self.create_timer(config.diagnostics_period, self._publish_diagnostics))
         watchdog_period = max(0.005, min(0.05, config.frame_timeout / 4))
         self._timers.append(self.create_timer(watchdog_period, self._watchdog))
@@ -317,6 +296,15 @@ class DemaskedNode(LifecycleNode):
                        f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
 
     # ----------------------------------------------------------------------------- publishing
+    def _geometry(self) -> Geometry:
+        """What the status reports: the threat model's patch (camera pixels), not the widened one."""
+        config, certifier = self.config, self._certifier
+        assert config is not None
+        if certifier is None:
+            return Geometry(config.mode, config.scheme)
+        return Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
+                        certifier.masks.t)
+
     def _fail(self, frame: _Frame, code: int, text: str, timeout: bool = False) -> None:
         """Publish a fail-closed alert (and an all-zero certification map when the size is known)."""
         with self._publish_lock:
@@ -326,77 +314,61 @@ class DemaskedNode(LifecycleNode):
             if code != CertificationStatus.ERROR_INVALID_INPUT:
                 self.stats.count_failed(text, timeout=timeout)
             header = _copy_header(frame.msg.header)
-            status = self._status(header, frame.received)
-            status.certified_fraction, status.alert, status.alerted_fraction = 0.0, True, 1.0
-            status.error_code, status.error_text = code, text
-            if frame.size is not None:
-                height, width = frame.size
-                status.alert_regions = [RegionOfInterest(x_offset=0, y_offset=0, height=height, width=width)]
-                self._publish_image("certification", header, encode_mono8(np.zeros(frame.size, np.uint8)),
-                                    height, width)
-            self._pubs["alert"].publish(status)
+            messages = failure_messages(self._geometry(), code, text, frame.size)
+            if messages.certification is not None:
+                self._publish_image("certification", header, messages.certification)
+            self._pubs["alert"].publish(self._status(header, messages, frame.received))
 
     def _publish_result(self, frame: _Frame, image: np.ndarray, result: CertificationResult,
                         certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
         """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
-        height, width = image.shape[:2]
-        labels_encoded = (encode_mono8(result.labels) if len(models.class_info.names) <= 255
-                          else encode_mono16(result.labels))
-        certified_img = encode_mono8(certification_image(result.certified))
-        regions = alert_regions(~result.certified, config.min_alert_region_area, config.max_alert_regions)
+        geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
+                            certifier.masks.t)
+        messages = result_messages(image, result.labels, result.certified, geometry,
+                                   models.class_info.colors, overlay_alpha=None,
+                                   min_region_area=config.min_alert_region_area,
+                                   max_regions=config.max_alert_regions)
+        assert messages.labels is not None and messages.certification is not None
         with self._publish_lock:
             self._in_flight = None
             if frame.closed or not self._active:
                 return  # a timeout alert went out already, or the node was deactivated
             frame.closed = True
             header = _copy_header(frame.msg.header)
-            status = self._status(header, frame.received)
-            fraction = result.certified_fraction
-            status.certified_fraction = fraction
-            status.alert = bool(fraction < 1.0)
-            status.alerted_fraction = 1.0 - fraction
-            status.alert_regions = [RegionOfInterest(x_offset=r.x, y_offset=r.y, height=r.height,
-                                                     width=r.width) for r in regions]
-            status.error_code = CertificationStatus.ERROR_NONE
-            self._publish_image("labels", header, labels_encoded, height, width)
-            self._publish_image("certification", header, certified_img, height, width)
-            status.latency_ms = (time.monotonic() - frame.received) * 1000.0
+            self._publish_image("labels", header, messages.labels)
+            self._publish_image("certification", header, messages.certification)
+            status = self._status(header, messages, frame.received)
             self._pubs["alert"].publish(status)
             now_ns = self.get_clock().now().nanoseconds
             published = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         end_to_end = (now_ns - stamp_ns) / 1e9 if stamp_ns else status.latency_ms / 1000.0
+        fraction = messages.status["certified_fraction"]
         self.stats.record_result(end_to_end, status.latency_ms / 1000.0, result.timings.get("total", 0.0),
                                  fraction, queue_wait=frame.started - frame.received,
                                  transport=(frame.received_ns - stamp_ns) / 1e9 if stamp_ns else 0.0,
                                  decode=frame.certify_started - frame.started,
                                  post=published - frame.certify_ended)
         if config.publish_overlay:
-            marked = encode_rgb8(overlay(image, result.labels, result.certified, models.class_info.colors,
-                                         alpha=config.overlay_alpha))
+            marked = overlay_image(image, result.labels, result.certified, models.class_info.colors,
+                                   config.overlay_alpha)
             with self._publish_lock:
                 if self._active and "overlay" in self._pubs:
-                    self._publish_image("overlay", header, marked, height, width)
+                    self._publish_image("overlay", header, marked)
 
-    def _status(self, header: Header, received: float) -> CertificationStatus:
-        status = CertificationStatus()
-        status.header = header
-        config, certifier = self.config, self._certifier
-        assert config is not None
-        status.mode = (CertificationStatus.MODE_RECOVERY if config.mode == "recovery"
-                       else CertificationStatus.MODE_DETECTION)
-        status.scheme = config.scheme
-        if certifier is not None:  # the threat model's patch (camera pixels), not the widened one
-            status.patch_height, status.patch_width = certifier.plan.patch
-            status.k, status.t = certifier.masks.k, certifier.masks.t
+    def _status(self, header: Header, messages: OutputMessages, received: float) -> CertificationStatus:
+        fields = dict(messages.status)
+        regions = fields.pop("alert_regions")
+        status = CertificationStatus(header=header, **fields)
+        status.alert_regions = [RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w)
+                                for x, y, h, w in regions]
         status.latency_ms = (time.monotonic() - received) * 1000.0
         return status
 
-    def _publish_image(self, topic: str, header: Header, encoded: tuple[str, int, bytes], height: int,
-                       width: int) -> None:
-        encoding, step, data = encoded
-        msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0, step=step)
-        msg.data = data
+    def _publish_image(self, topic: str, header: Header, image: EncodedImage) -> None:
+        msg = Image(header=header, height=image.height, width=image.width, encoding=image.encoding,
+                    is_bigendian=0, step=image.step)
+        msg.data = image.data
         self._pubs[topic].publish(msg)
 
 
@@ -406,7 +378,3 @@ def _copy_header(header: Header) -> Header:
     copy.frame_id = header.frame_id
     return copy
 
-
-def _qos_kwargs(profile: QoSProfile, depth: int) -> dict[str, Any]:
-    return {"history": profile.history, "reliability": profile.reliability,
-            "durability": profile.durability, "depth": depth}

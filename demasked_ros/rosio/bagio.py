@@ -25,7 +25,9 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from demasked_ros.apps.evaluate.bagwriter import (
+from demasked_ros.core.classes import ClassInfo
+from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, strict_frames
+from demasked_ros.rosio.bagwriter import (
     CERTIFICATION_STATUS_TYPE,
     CLASS_INFO_KEY,
     CLASS_INFO_TYPE,
@@ -41,14 +43,12 @@ from demasked_ros.apps.evaluate.bagwriter import (
     header_stamp_ns,
     package_typestore,
 )
-from demasked_ros.apps.image_codec import (
+from demasked_ros.rosio.image_codec import (
     ImageCodecError,
     decode_compressed,
     decode_labels,
     decode_raw,
 )
-from demasked_ros.core.classes import ClassInfo
-from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, strict_frames
 
 __all__ = [
     "AUTO",
