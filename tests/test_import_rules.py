@@ -81,7 +81,7 @@ def violations(package: Path = PACKAGE) -> list[str]:
                 target = ring_of(imported)
                 if ring in ALLOWED and target in RINGS and target != ring and target not in ALLOWED[ring]:
                     problems.append(f"{name} -> {imported} ({ring} may not import {target})")
-            elif ring == "core" and top and top not in CORE_THIRD_PARTY and top not in sys.stdlib_module_names:
+            elif ring == "core" and top and top not in CORE_THIRD_PARTY | set(sys.stdlib_module_names):
                 problems.append(f"{name} -> {imported} (core imports only numpy and the standard library)")
     return problems
 
@@ -103,7 +103,7 @@ def cycles(package: Path = PACKAGE) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append([*stack[stack.index(nxt):], nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -145,7 +145,8 @@ def test_every_ring_is_a_folder_of_the_package() -> None:
     ("engines/bad.py", "from demasked_ros.rosio import topics\n", "engines may not import rosio"),
     ("datasets/bad.py", "from demasked_ros.apps.node import node\n", "datasets may not import apps"),
     ("rosio/bad.py", "import demasked_ros.apps.evaluate.cli\n", "rosio may not import apps"),
-    ("training/bad.py", "from demasked_ros.rosio.image_codec import decode_raw\n", "training may not import rosio"),
+    ("training/bad.py", "from demasked_ros.rosio.image_codec import decode_raw\n",
+     "training may not import rosio"),
     ("attacks/bad.py", "from ..apps import certify_cli\n", "attacks may not import apps"),
     ("attacks/bad.py", "from demasked_ros.rosio import messages\n", "attacks may not import rosio"),
 ])

@@ -17,27 +17,32 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
-from demasked_ros_interfaces.msg import CertificationStatus, ClassInfo
-from diagnostic_msgs.msg import DiagnosticArray
+from demasked_ros_interfaces.msg import CertificationStatus
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import ColorRGBA, Header
+from sensor_msgs.msg import CompressedImage
 
 from demasked_ros.apps.node.diagnostics import NodeStatistics, diagnostic_array
 from demasked_ros.apps.node.models import LoadedModels, load_models
+from demasked_ros.apps.node.outputs import (
+    Frame,
+    class_info_message,
+    copy_header,
+    create_input,
+    create_publishers,
+    publish_image,
+    status_message,
+)
 from demasked_ros.apps.node.params import (
     NodeConfig,
     NodeConfigError,
     config_from_values,
-    declare_parameters,
-    read_parameters,
 )
 from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
+from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
 from demasked_ros.apps.node.worker import LatestFrameWorker
 from demasked_ros.core.errors import CoreError
 from demasked_ros.engines.certifier import CertificationResult
@@ -45,9 +50,7 @@ from demasked_ros.engines.errors import EngineError
 from demasked_ros.rosio import topics
 from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
 from demasked_ros.rosio.messages import (
-    EncodedImage,
     Geometry,
-    OutputMessages,
     failure_messages,
     overlay_image,
     result_messages,
@@ -55,20 +58,6 @@ from demasked_ros.rosio.messages import (
 
 DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
-
-
-@dataclass
-class _Frame:
-    """A received message and when it arrived (monotonic seconds)."""
-
-    msg: Any
-    received: float
-    received_ns: int = 0
-    closed: bool = False
-    size: tuple[int, int] | None = None
-    started: float = field(default=0.0)
-    certify_started: float = field(default=0.0)
-    certify_ended: float = field(default=0.0)
 
 
 class DemaskedNode(LifecycleNode):
@@ -89,13 +78,13 @@ class DemaskedNode(LifecycleNode):
         self._models: LoadedModels | None = None
         self._certifier: FrameCertifier | None = None
         self._publish_lock = threading.Lock()
-        self._in_flight: _Frame | None = None
+        self._in_flight: Frame | None = None
         self._active = False
         self._state_name = "unconfigured"
         self._entities: list[Any] = []
         self._timers: list[Any] = []
         self._pubs: dict[str, Any] = {}
-        self._worker: LatestFrameWorker[_Frame] = LatestFrameWorker(
+        self._worker: LatestFrameWorker[Frame] = LatestFrameWorker(
             self._process_frame, self._on_worker_error, on_drop=lambda _: self.stats.count_dropped())
         from demasked_ros.rosio.ros_env import check_ros_environment
 
@@ -179,32 +168,15 @@ class DemaskedNode(LifecycleNode):
 
     # ----------------------------------------------------------------------------- topics
     def _create_entities(self, config: NodeConfig) -> None:
-        output_qos = topics.output_qos(config.output_qos, config.output_qos_depth)
-        for name in topics.RESULT_TOPICS:
-            if name != "overlay" or config.publish_overlay:
-                kind = CertificationStatus if name == "alert" else Image
-                self._pubs[name] = self.create_publisher(kind, f"~/{name}", output_qos)
-        self._pubs["class_info"] = self.create_publisher(ClassInfo, f"~/{topics.CLASS_INFO_TOPIC}",
-                                                         topics.latched_qos())
-        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS_TOPIC, 10)
+        self._pubs = create_publishers(self, config)
         self._entities.extend(self._pubs.values())
-        input_qos = topics.input_qos(config.input_qos, config.input_qos_depth)
-        kind = CompressedImage if config.input_transport == "compressed" else Image
-        self._entities.append(self.create_subscription(kind, topics.input_topic(config.input_transport),
-                                                       self._on_image, input_qos))
+        self._entities.append(create_input(self, config, self._on_image))
         self._timers.append(self.create_timer(config.diagnostics_period, self._publish_diagnostics))
         watchdog_period = max(0.005, min(0.05, config.frame_timeout / 4))
         self._timers.append(self.create_timer(watchdog_period, self._watchdog))
 
     def _publish_class_info(self, models: LoadedModels) -> None:
-        info = ClassInfo()
-        info.header.stamp = self.get_clock().now().to_msg()
-        info.class_names = list(models.class_info.names)
-        info.colors = [ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
-                       for r, g, b in models.class_info.colors]
-        info.ignore_index = models.ignore_index
-        info.model = models.model_name
-        self._pubs["class_info"].publish(info)
+        self._pubs["class_info"].publish(class_info_message(models, self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
         models, publisher = self._models, self._pubs.get("diagnostics")
@@ -222,10 +194,10 @@ class DemaskedNode(LifecycleNode):
         """Executor thread: count and hand over; never blocks on processing."""
         self.stats.count_received()
         if self._active:
-            self._worker.submit(_Frame(msg=msg, received=time.monotonic(),
+            self._worker.submit(Frame(msg=msg, received=time.monotonic(),
                                        received_ns=self.get_clock().now().nanoseconds))
 
-    def _process_frame(self, frame: _Frame) -> None:
+    def _process_frame(self, frame: Frame) -> None:
         """Worker thread: decode, certify, publish (or fail closed) one frame."""
         config, models = self.config, self._models
         if config is None or models is None:
@@ -259,7 +231,7 @@ class DemaskedNode(LifecycleNode):
         frame.certify_ended = time.monotonic()
         self._publish_result(frame, image, result, certifier, config, models)
 
-    def _decode(self, frame: _Frame, config: NodeConfig) -> np.ndarray:
+    def _decode(self, frame: Frame, config: NodeConfig) -> np.ndarray:
         msg = frame.msg
         if isinstance(msg, CompressedImage):
             return decode_compressed(msg.format, msg.data, config.max_image_pixels)
@@ -280,7 +252,7 @@ class DemaskedNode(LifecycleNode):
         self.get_logger().info(f"masks built: {certifier.plan.describe()}")
         return certifier
 
-    def _on_worker_error(self, frame: _Frame, error: BaseException) -> None:
+    def _on_worker_error(self, frame: Frame, error: BaseException) -> None:
         self.get_logger().error(f"internal error on a frame: {type(error).__name__}: {error}",
                                 throttle_duration_sec=_LOG_THROTTLE_S)
         self._fail(frame, CertificationStatus.ERROR_INTERNAL,
@@ -305,7 +277,7 @@ class DemaskedNode(LifecycleNode):
         return Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
                         certifier.masks.t)
 
-    def _fail(self, frame: _Frame, code: int, text: str, timeout: bool = False) -> None:
+    def _fail(self, frame: Frame, code: int, text: str, timeout: bool = False) -> None:
         """Publish a fail-closed alert (and an all-zero certification map when the size is known)."""
         with self._publish_lock:
             if frame.closed or not self._active or self.config is None:
@@ -313,13 +285,13 @@ class DemaskedNode(LifecycleNode):
             frame.closed = True  # no further output for this frame
             if code != CertificationStatus.ERROR_INVALID_INPUT:
                 self.stats.count_failed(text, timeout=timeout)
-            header = _copy_header(frame.msg.header)
+            header = copy_header(frame.msg.header)
             messages = failure_messages(self._geometry(), code, text, frame.size)
             if messages.certification is not None:
-                self._publish_image("certification", header, messages.certification)
-            self._pubs["alert"].publish(self._status(header, messages, frame.received))
+                publish_image(self._pubs, "certification", header, messages.certification)
+            self._pubs["alert"].publish(status_message(header, messages, frame.received))
 
-    def _publish_result(self, frame: _Frame, image: np.ndarray, result: CertificationResult,
+    def _publish_result(self, frame: Frame, image: np.ndarray, result: CertificationResult,
                         certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
         """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
         geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
@@ -334,10 +306,10 @@ class DemaskedNode(LifecycleNode):
             if frame.closed or not self._active:
                 return  # a timeout alert went out already, or the node was deactivated
             frame.closed = True
-            header = _copy_header(frame.msg.header)
-            self._publish_image("labels", header, messages.labels)
-            self._publish_image("certification", header, messages.certification)
-            status = self._status(header, messages, frame.received)
+            header = copy_header(frame.msg.header)
+            publish_image(self._pubs, "labels", header, messages.labels)
+            publish_image(self._pubs, "certification", header, messages.certification)
+            status = status_message(header, messages, frame.received)
             self._pubs["alert"].publish(status)
             now_ns = self.get_clock().now().nanoseconds
             published = time.monotonic()
@@ -354,27 +326,5 @@ class DemaskedNode(LifecycleNode):
                                    config.overlay_alpha)
             with self._publish_lock:
                 if self._active and "overlay" in self._pubs:
-                    self._publish_image("overlay", header, marked)
-
-    def _status(self, header: Header, messages: OutputMessages, received: float) -> CertificationStatus:
-        fields = dict(messages.status)
-        regions = fields.pop("alert_regions")
-        status = CertificationStatus(header=header, **fields)
-        status.alert_regions = [RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w)
-                                for x, y, h, w in regions]
-        status.latency_ms = (time.monotonic() - received) * 1000.0
-        return status
-
-    def _publish_image(self, topic: str, header: Header, image: EncodedImage) -> None:
-        msg = Image(header=header, height=image.height, width=image.width, encoding=image.encoding,
-                    is_bigendian=0, step=image.step)
-        msg.data = image.data
-        self._pubs[topic].publish(msg)
-
-
-def _copy_header(header: Header) -> Header:
-    copy = Header()
-    copy.stamp.sec, copy.stamp.nanosec = header.stamp.sec, header.stamp.nanosec
-    copy.frame_id = header.frame_id
-    return copy
+                    publish_image(self._pubs, "overlay", header, marked)
 
