@@ -26,7 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from demasked_ros.core.classes import ClassInfo
-from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, strict_frames
+from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, SourceBase
 from demasked_ros.rosio.bagwriter import (
     CERTIFICATION_STATUS_TYPE,
     CLASS_INFO_KEY,
@@ -100,7 +100,7 @@ def _open_reader(path: Path) -> Reader:
     return reader
 
 
-class BagFrameSource:
+class BagFrameSource(SourceBase):
     """Frames (and optional labels) from a rosbag2 as a :class:`~demasked_ros.datasets.base.FrameSource`.
 
     The constructor indexes the bag (topic detection, header stamps, label matching) so that errors
@@ -229,12 +229,6 @@ class BagFrameSource:
     def stamps_ns(self) -> list[int]:
         """Header stamps of all frames, in bag order."""
         return [f.stamp_ns for f in self._frames]
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def __iter__(self) -> Iterator[Frame]:
-        return strict_frames(self.iter_records())
 
     def __repr__(self) -> str:
         return (f"BagFrameSource({str(self.path)!r}, image_topic={self.image_topic!r}, "

@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
@@ -285,37 +285,15 @@ PRESETS["paper"] = {"configurations": [entry for name in ("table1", "ablation", 
 
 
 #: The paper's numbers for comparison rows in reports: (mode, scheme, patch fraction, demasking?) ->
-#: [(where, mIoU, big mR, big cmR, all mR, all cmR, %C, FAR)]. Table 1 (ADE20K / BEiT-B and
-#: COCO-Stuff-10K / PSPNet, ZITS demasking), Table 7 (ADE20K / Swin, 200 images, with and without
-#: demasking; mIoU and mR of the detection rows do not depend on demasking) and Table 10 (DRS-S).
+#: [(where, mIoU, big mR, big cmR, all mR, all cmR, %C, FAR)], read from ``paper_results.json``: Table 1
+#: (ADE20K / BEiT-B and COCO-Stuff-10K / PSPNet, ZITS demasking), Table 7 (ADE20K / Swin, 200 images,
+#: with and without demasking; mIoU and mR of the detection rows do not depend on demasking) and
+#: Table 10 (DRS-S).
 PaperRow = tuple[str, float, float, float, float, float, float, float | None]
 PAPER_RESULTS: dict[tuple[str, str, float, bool], list[PaperRow]] = {
-    ("detection", "column", 0.01, True): [
-        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 57.33, 64.45, 32.55, 63.55, 20.04),
-        ("COCO10K PSPNet (T1)", 37.76, 71.71, 56.86, 49.65, 26.80, 47.09, 21.43),
-        ("ADE20K Swin (T7)", 38.56, 67.25, 58.85, 53.37, 23.35, 62.89, None)],
-    ("detection", "row", 0.01, True): [
-        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 50.05, 64.45, 26.65, 58.34, 25.24),
-        ("COCO10K PSPNet (T1)", 37.76, 71.71, 51.05, 49.65, 23.51, 42.78, 25.74)],
-    ("recovery", "column", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 24.92, 60.77, 41.26, 29.84, 12.98, 46.22, None),
-        ("COCO10K PSPNet (T1)", 21.94, 61.56, 36.67, 29.94, 11.13, 29.51, None),
-        ("ADE20K Swin (T7)", 19.09, 66.03, 52.71, 23.02, 12.66, 47.05, None)],
-    ("recovery", "row", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 16.33, 46.91, 16.72, 19.51, 4.83, 31.71, None),
-        ("COCO10K PSPNet (T1)", 18.87, 58.04, 20.90, 26.16, 6.14, 19.31, None)],
-    ("recovery", "3-mask", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 19.90, 56.90, 26.51, 23.86, 7.54, 38.64, None),
-        ("COCO10K PSPNet (T1)", 18.82, 59.26, 29.00, 25.85, 7.56, 25.21, None)],
-    ("recovery", "4-mask", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 18.82, 52.96, 23.75, 22.56, 5.87, 34.36, None),
-        ("COCO10K PSPNet (T1)", 17.46, 58.47, 23.63, 24.35, 5.51, 20.36, None)],
-    ("detection", "column", 0.01, False): [
-        ("ADE20K Swin (T7)", 38.56, 67.25, 19.49, 53.37, 3.09, 21.19, None)],
-    ("recovery", "column", 0.005, False): [
-        ("ADE20K Swin (T7)", 1.10, 15.09, 7.71, 1.79, 0.72, 18.59, None)],
-    ("recovery", "drs-s", 0.005, False): [
-        ("ADE20K Swin (T10)", 0.42, 11.35, 9.08, 1.04, 0.83, 28.01, None)],
+    (entry["mode"], entry["scheme"], entry["patch"], entry["demasking"]):
+        [cast(PaperRow, tuple(row)) for row in entry["rows"]]
+    for entry in json.loads(Path(__file__).with_name("paper_results.json").read_text())
 }
 
 
