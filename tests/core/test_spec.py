@@ -65,4 +65,4 @@ def test_patch_text_working_size_and_summary():
         spec.check_frame(8, 8)
     assert spec.describe() == "mode=recovery scheme=column patch=(10, 12) k=auto working=autox64 (area)"
     with pytest.raises(AttributeError):
-        spec.mode = "detection"  # type: ignore[misc]  # immutable
+        spec.mode = "detection"  # immutable
