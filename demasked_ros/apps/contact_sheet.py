@@ -22,10 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from demasked_ros.apps.evaluate.bagwriter import header_stamp_ns, package_typestore
-from demasked_ros.apps.image_codec import decode_raw
+from demasked_ros.rosio import topics
+from demasked_ros.rosio.image_codec import decode_raw
+from demasked_ros.rosio.typestore import header_stamp_ns, package_typestore
 
-NODE = "/demasked_ros"
+INPUT_TOPIC = "/" + topics.input_topic("raw")
 _BACKGROUND = (32, 32, 32)
 _TEXT = (235, 235, 235)
 _MARGIN = 6
@@ -111,7 +112,8 @@ def write_contact_sheet(path: Path, rows: Sequence[SheetRow], title: str, thumb_
     return path
 
 
-def rows_from_bag(bag: Path, rows: int = 4, image_topic: str = "/image", node: str = NODE) -> list[SheetRow]:
+def rows_from_bag(bag: Path, rows: int = 4, image_topic: str = INPUT_TOPIC,
+                  node: str = topics.NODE_NAME) -> list[SheetRow]:
     """Pick ``rows`` certified frames evenly from a recorded run and decode their three images.
 
     Two passes over the bag: the first reads only the small alert messages (which frames have a
@@ -120,11 +122,13 @@ def rows_from_bag(bag: Path, rows: int = 4, image_topic: str = "/image", node: s
     from rosbags.rosbag2 import Reader
 
     store = package_typestore()
-    topics = {image_topic: "image", f"{node}/overlay": "overlay", f"{node}/certification": "certification"}
+    wanted_topics = {image_topic: "image", topics.node_topic("overlay", node): "overlay",
+                     topics.node_topic("certification", node): "certification"}
+    alert_topic = topics.node_topic("alert", node)
     fractions: dict[int, float] = {}
     inputs: set[int] = set()
     with Reader(bag) as reader:
-        first = [c for c in reader.connections if c.topic in (f"{node}/alert", image_topic)]
+        first = [c for c in reader.connections if c.topic in (alert_topic, image_topic)]
         for connection, _, raw in reader.messages(connections=first):
             if connection.topic == image_topic:
                 inputs.add(header_stamp_ns(raw))
@@ -134,13 +138,13 @@ def rows_from_bag(bag: Path, rows: int = 4, image_topic: str = "/image", node: s
                 stamp = status.header.stamp.sec * 1_000_000_000 + status.header.stamp.nanosec
                 fractions[stamp] = float(status.certified_fraction)
         images: dict[int, dict[str, np.ndarray]] = {}
-        wanted = [c for c in reader.connections if c.topic in topics]
+        wanted = [c for c in reader.connections if c.topic in wanted_topics]
         for connection, _, raw in reader.messages(connections=wanted):
             stamp = header_stamp_ns(raw)
             if stamp not in fractions:
                 continue
             msg: Any = store.deserialize_cdr(raw, connection.msgtype)
-            images.setdefault(stamp, {})[topics[connection.topic]] = decode_raw(
+            images.setdefault(stamp, {})[wanted_topics[connection.topic]] = decode_raw(
                 msg.encoding, msg.height, msg.width, msg.step, msg.data)[..., :3]
     complete = sorted(stamp for stamp, found in images.items() if len(found) == 3)
     position = {stamp: number for number, stamp in enumerate(sorted(inputs), 1)}
@@ -162,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="PNG to write (default <bag>_contact_sheet.png)")
     parser.add_argument("--rows", type=int, default=4, help="frames to show (default 4)")
     parser.add_argument("--width", type=int, default=320, help="thumbnail width in pixels (default 320)")
-    parser.add_argument("--image-topic", default="/image", help="input image topic (default /image)")
+    parser.add_argument("--image-topic", default=INPUT_TOPIC, help=f"camera topic (default {INPUT_TOPIC})")
     parser.add_argument("--title", default=None, help="title line (default: the bag's name)")
     parser.add_argument("--bits", type=int, default=8, help="bits per colour channel, 1-8 (default 8)")
     args = parser.parse_args(argv)

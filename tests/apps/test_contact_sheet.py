@@ -15,7 +15,7 @@ from demasked_ros.apps.contact_sheet import (
     sheet_path,
     write_contact_sheet,
 )
-from demasked_ros.apps.evaluate.bagwriter import BagWriter
+from demasked_ros.rosio.bagwriter import BagWriter
 
 STATUS = "demasked_ros_interfaces/msg/CertificationStatus"
 
