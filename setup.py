@@ -26,7 +26,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["demasked_ros", "demasked_ros.*"]),
-    package_data={"demasked_ros": ["models/*.onnx", "models/*.md", "py.typed", "apps/evaluate/*.json"]},
+    package_data={"demasked_ros": ["models/*.onnx", "models/*.md", "py.typed", "apps/evaluate/*.json",
+                                   "datasets/*.tsv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/demasked_ros"]),
         ("share/demasked_ros", ["package.xml"]),
@@ -51,6 +52,7 @@ setup(
             "demasked-eval = demasked_ros.apps.evaluate.cli:main",
             "demasked-make-bag = demasked_ros.apps.evaluate.make_bag:main",
             "demasked-train = demasked_ros.training.cli:main",
+            "demasked-fetch-data = demasked_ros.apps.fetch_cli:main",
         ]
     },
 )

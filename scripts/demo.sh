@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the built-in defaults: sets up .venv (and the ROS 2 interfaces), starts the
-# certifying node with the packaged models, feeds it a short driving clip (CamVid where
-# ../shared/data/camvid exists, else procedural street scenes), records every output topic to an
-# mcap bag and prints a per-frame summary. Extra arguments go to demasked-demo (see --help).
+# certifying node with the packaged models, feeds it a short driving clip, records every output
+# topic to an mcap bag, writes a contact sheet PNG next to it and says what it showed. Input: CamVid
+# from $DEMASKED_CAMVID, else ../shared/data/camvid, else ~/.local/share/demasked_ros/camvid (where
+# `.venv/bin/demasked-fetch-data camvid` puts it), else procedural street scenes (docs/DATA.md).
+# Extra arguments go to demasked-demo (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

@@ -39,22 +39,65 @@ CLIP_LAST = "0016E5_08159.png"
 """The 101 consecutive val frames at 15 Hz (about 6.7 s of driving), the best clip for a camera bag."""
 
 CAMVID_ENV = "DEMASKED_CAMVID"
+"""Environment variable naming the CamVid folder; when set, it is the only place looked at."""
 
 _NS_PER_FRAME = 1_000_000_000 / CAMVID_FPS
 
 
-def find_camvid_root() -> Path | None:
-    """Locate the CamVid folder: ``$DEMASKED_CAMVID`` if set, else ``../shared/data/camvid`` next to the repo.
+def shared_camvid_dir() -> Path:
+    """``../shared/data/camvid`` next to the repository (the project's development machines)."""
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid").resolve()
 
-    Returns ``None`` when the folder is absent (callers skip or report), never downloads anything.
+
+def default_camvid_dir() -> Path:
+    """Where ``demasked-fetch-data camvid`` writes by default: ``$XDG_DATA_HOME/demasked_ros/camvid``.
+
+    ``$XDG_DATA_HOME`` defaults to ``~/.local/share`` (the XDG base-directory convention).
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "demasked_ros" / "camvid"
+
+
+@dataclass(frozen=True)
+class CamVidLocation:
+    """Result of :func:`locate_camvid`: the folder found (or ``None``) and, in words, why.
+
+    ``reason`` completes "CamVid found: ..." or "CamVid not found: ..." in messages.
+    """
+
+    root: Path | None
+    reason: str
+
+
+def locate_camvid() -> CamVidLocation:
+    """Find CamVid in the documented places, in order, and say which one was taken and why.
+
+    1. ``$DEMASKED_CAMVID`` when set (and then nowhere else: an explicit setting is never overridden);
+    2. ``../shared/data/camvid`` next to the repository;
+    3. :func:`default_camvid_dir` (``~/.local/share/demasked_ros/camvid``, where
+       ``demasked-fetch-data camvid`` writes).
+
+    Never downloads anything; ``root`` is ``None`` when no candidate holds the CamVid layout.
     """
     configured = os.environ.get(CAMVID_ENV)
     if configured:
-        candidate = Path(configured).expanduser()
-    else:
-        candidate = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"
-    candidate = candidate.resolve()
-    return candidate if looks_like_camvid(candidate) else None
+        candidate = Path(configured).expanduser().resolve()
+        if looks_like_camvid(candidate):
+            return CamVidLocation(candidate, f"via ${CAMVID_ENV}={configured}")
+        return CamVidLocation(None, f"${CAMVID_ENV}={configured} is not a CamVid folder "
+                                    "(<split>/ + <split>annot/)")
+    searched = []
+    for candidate, where in ((shared_camvid_dir(), "the shared data folder next to the repository"),
+                             (default_camvid_dir(), "the default download location")):
+        if looks_like_camvid(candidate):
+            return CamVidLocation(candidate.resolve(), f"in {where}")
+        searched.append(str(candidate))
+    return CamVidLocation(None, f"${CAMVID_ENV} unset; looked in {' and '.join(searched)}")
+
+
+def find_camvid_root() -> Path | None:
+    """The CamVid folder :func:`locate_camvid` finds, or ``None`` (callers skip or report)."""
+    return locate_camvid().root
 
 
 def looks_like_camvid(root: Path) -> bool:
@@ -202,7 +245,8 @@ def camvid_clip(root: str | Path | None = None, *, with_labels: bool = True) -> 
     """
     resolved = Path(root) if root is not None else find_camvid_root()
     if resolved is None:
-        raise DatasetError(f"CamVid not found: set ${CAMVID_ENV} or put it in ../shared/data/camvid")
+        raise DatasetError(f"CamVid not found ({locate_camvid().reason}): set ${CAMVID_ENV}, or run "
+                           "`demasked-fetch-data camvid` to download it")
     return CamVidSource(resolved, "val", first=CLIP_FIRST, last=CLIP_LAST, with_labels=with_labels)
 
 

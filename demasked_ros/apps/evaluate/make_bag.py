@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demasked_ros.datasets.base import DatasetError, FrameError, FrameSource, open_dataset, registered_layouts
-from demasked_ros.datasets.camvid import CamVidSource, camvid_clip, find_camvid_root
+from demasked_ros.datasets.camvid import CamVidSource, camvid_clip, locate_camvid
 from demasked_ros.datasets.procedural import ProceduralSource
 from demasked_ros.rosio.bagio import STORAGES, BagError, BagWriter
 
@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "found via --root or the default location) or a dataset folder")
     source.add_argument("--procedural", type=int, metavar="N", help="N frames of a procedural drive")
     parser.add_argument("--root", type=Path,
-                        help="dataset root for --dataset LAYOUT "
-                             "(default for camvid: $DEMASKED_CAMVID or ../shared/data/camvid)")
+                        help="dataset root for --dataset LAYOUT (default for camvid: $DEMASKED_CAMVID, "
+                             "else ../shared/data/camvid, else ~/.local/share/demasked_ros/camvid where "
+                             "`demasked-fetch-data camvid` puts it)")
     parser.add_argument("--split", default=None, help="dataset split (default: val)")
     parser.add_argument("--clip", action="store_true", help="CamVid 15 Hz clip val/0016E5_07959..08159")
     parser.add_argument("--first", help="first file name to include (inclusive)")
@@ -106,10 +107,11 @@ def open_source(args: argparse.Namespace) -> FrameSource:
         if root is None:
             if args.dataset != "camvid":
                 raise DatasetError(f"--dataset {args.dataset} needs --root DIR")
-            root = find_camvid_root()
-            if root is None:
-                raise DatasetError("CamVid not found: pass --root DIR or set $DEMASKED_CAMVID "
-                                   "(default location ../shared/data/camvid next to the repository)")
+            found = locate_camvid()
+            if found.root is None:
+                raise DatasetError(f"CamVid not found ({found.reason}): pass --root DIR, set "
+                                   "$DEMASKED_CAMVID, or run `demasked-fetch-data camvid` to download it")
+            root = found.root
         if args.dataset == "camvid" and args.clip:
             source: FrameSource = camvid_clip(root, with_labels=with_labels)
         elif args.dataset == "camvid":

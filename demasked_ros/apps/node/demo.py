@@ -5,11 +5,15 @@ What it does, in one process on a private, host-local ROS domain:
 1. starts :class:`DemaskedNode` with the default models (the packaged CamVid segmenter and the
    learned demasker; TELEA when the demasker weights are missing, and a crude colour-rule
    segmenter with a loud message when even the segmenter is missing);
-2. feeds it the CamVid 15 Hz clip (``val/0016E5_07959.png`` ..) when ``../shared/data/camvid``
-   exists (``$DEMASKED_CAMVID`` overrides), else frames of the procedural street generator;
+2. feeds it the CamVid 15 Hz clip (``val/0016E5_07959.png`` ..) when CamVid is found
+   (``$DEMASKED_CAMVID``, else ``../shared/data/camvid``, else ``~/.local/share/demasked_ros/camvid``
+   where ``demasked-fetch-data camvid`` puts it), else frames of the procedural street generator;
 3. records the input and every output topic (labels, certification, overlay, alert, class_info,
    /diagnostics) to an mcap bag that RViz (rosbag2) or Foxglove can open;
-4. prints one line per frame (stamp, certified fraction, alert, latency) and where the bag is.
+4. prints one line per frame (stamp, certified fraction, alert, latency), writes a PNG contact sheet
+   next to the bag (input | overlay | certification map of a few frames) and ends with a summary:
+   which input and why, the mean certified fraction, where the bag is, how to look at it and how to
+   run on real frames.
 
 Frames are fed one at a time (the next once the previous result is out), so every frame appears
 in the bag; ``--realtime`` streams at the clip rate instead and lets the node drop frames.
@@ -27,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from demasked_ros.apps.node.demo_summary import DemoInput, summary_lines
 from demasked_ros.engines.segmenters import CallableSegmenter
 
 OUTPUT_TOPICS = ("labels", "certification", "overlay", "alert", "class_info")
@@ -66,29 +71,39 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--realtime", action="store_true",
                         help="stream at the clip rate; the node keeps the newest frame and drops others")
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    parser.add_argument("--sheet", type=Path, default=None,
+                        help="contact sheet PNG (default next to the bag: <bag>_contact_sheet.png)")
+    parser.add_argument("--sheet-rows", type=int, default=4, help="frames on the contact sheet (0: none)")
+    parser.add_argument("--sheet-width", type=int, default=320, help="thumbnail width (default 320)")
+    parser.add_argument("--sheet-bits", type=int, default=8,
+                        help="bits per colour channel of the sheet, 1-8 (5 makes a small PNG; default 8)")
     args = parser.parse_args(argv)
     if args.frames < 1:
         parser.error("--frames must be >= 1")
+    if args.sheet_width < 32 or not 1 <= args.sheet_bits <= 8:
+        parser.error("--sheet-width must be >= 32 and --sheet-bits in 1..8")
     return args
 
 
-def _frames(source: str, count: int) -> tuple[str, Iterator[np.ndarray]]:
-    """(description, RGB frames) of the CamVid clip or the procedural drive."""
-    from demasked_ros.datasets.camvid import camvid_clip, find_camvid_root
+def _frames(source: str, count: int) -> tuple[DemoInput, Iterator[np.ndarray]]:
+    """The input (what, and why it was chosen) and its RGB frames: the CamVid clip or the procedural drive."""
+    from demasked_ros.datasets.camvid import camvid_clip, locate_camvid
 
-    root = find_camvid_root() if source in ("auto", "camvid") else None
-    if root is not None:
-        clip = camvid_clip(root, with_labels=False)
+    found = locate_camvid() if source in ("auto", "camvid") else None
+    if found is not None and found.root is not None:
+        clip = camvid_clip(found.root, with_labels=False)
         frames = (frame.image for index, frame in enumerate(clip) if index < count)
-        return f"CamVid 15 Hz clip in {root} ({min(count, len(clip))} frames)", frames
+        why = f"CamVid found {found.reason}" + (" (--source camvid)" if source == "camvid" else "")
+        what = f"CamVid 15 Hz clip, {min(count, len(clip))} of {len(clip)} frames, from {found.root}"
+        return DemoInput(what, why, camvid=True), frames
     if source == "camvid":
-        raise SystemExit("demasked-demo: error: CamVid not found "
-                         "(set DEMASKED_CAMVID or use --source procedural)")
+        raise SystemExit(f"demasked-demo: error: CamVid not found ({found.reason if found else ''}); "
+                         "run `demasked-fetch-data camvid`, set DEMASKED_CAMVID, or use --source procedural")
     from demasked_ros.datasets.procedural import ProceduralSource
 
     drive = ProceduralSource(count, seed=0)
-    why = "; CamVid not found" if source == "auto" else ""
-    return f"procedural street scenes ({count} frames{why})", (f.image for f in drive)
+    why = f"CamVid not found ({found.reason})" if found is not None else "chosen with --source procedural"
+    return DemoInput(f"procedural street scenes, {count} frames", why, camvid=False), (f.image for f in drive)
 
 
 def _prepare_environment() -> None:
@@ -132,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from demasked_ros.apps.node.node import DemaskedNode
     from demasked_ros.rosio.image_codec import encode_rgb8
 
-    description, frames = _frames(args.source, args.frames)
+    source, frames = _frames(args.source, args.frames)
     output = args.output or Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S")
     params, segmenter_text = _node_parameters(args)
     rclpy.init(args=[])
@@ -145,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         node.trigger_activate()
         print(f"demasked-demo: {segmenter_text}; {node.get_parameter('mode').value} "
-              f"{node.get_parameter('scheme').value}; input: {description}")
+              f"{node.get_parameter('scheme').value}; input: {source.what}")
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         publisher = feeder.create_publisher(Image, "image", reliable)
         with RawRecorder(output) as recorder:
@@ -187,7 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _print_line(index, alerts[key])
         counts = ", ".join(f"{topic} {count}" for topic, count in sorted(recorder.counts.items()))
         print(f"demasked-demo: bag written to {output.resolve()} ({counts})")
-        print("demasked-demo: open it in Foxglove, or `ros2 bag play` it and watch it in RViz")
+        sheet = _contact_sheet(args, output, source)
+        fractions = [a.certified_fraction for a in alerts.values() if a.error_code == 0]
+        setting = (f"{node.get_parameter('mode').value}, {node.get_parameter('scheme').value} masks, "
+                   f"patch {args.patch_fraction * 100:g} % of the image")
+        print("\n".join(summary_lines(source, fractions, setting, output.resolve(), counts, sheet)))
         return 0
     finally:
         executor.shutdown()
@@ -197,6 +216,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         feeder.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def _contact_sheet(args: argparse.Namespace, bag: Path, source: DemoInput) -> Path | None:
+    """Write the contact sheet of the recorded bag; None (with a note) when off or impossible."""
+    if args.sheet_rows < 1:
+        return None
+    from demasked_ros.apps.contact_sheet import rows_from_bag, sheet_path, write_contact_sheet
+
+    rows = rows_from_bag(bag, args.sheet_rows)
+    if not rows:
+        print("demasked-demo: no certified frame to put on a contact sheet", file=sys.stderr)
+        return None
+    title = (f"demasked_ros demo: {source.what.split(',')[0]}; {args.mode}, {args.scheme} masks, "
+             f"patch {args.patch_fraction * 100:g} % of the image")
+    return write_contact_sheet((args.sheet or sheet_path(bag)).resolve(), rows, title, args.sheet_width,
+                               args.sheet_bits)
 
 
 def _spin_until(executor: Any, predicate: Any, timeout: float) -> bool:

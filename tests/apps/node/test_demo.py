@@ -24,6 +24,10 @@ def test_demo_records_every_output_to_an_mcap_bag(ros_python, ros_env, ros_inter
     frame_lines = [line for line in lines if line.strip().startswith(("0 ", "1 "))]
     assert len(frame_lines) == 2 and all("%" in line and "ms" in line for line in frame_lines)
     assert f"bag written to {bag.resolve()}" in out
+    assert "why:            chosen with --source procedural" in out
+    assert "% of pixels on average over" in out and "ros2 bag play" in out and "demasked-fetch-data" in out
+    sheet = tmp_path / "bag_contact_sheet.png"
+    assert f"contact sheet:  {sheet}" in out and sheet.stat().st_size > 1000
     store = package_typestore()
     with Reader(bag) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
