@@ -29,6 +29,7 @@ modules, no data or training code): one definition of each network, shared by tr
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def fold_batchnorms(model: nn.Module, inputs: Sequence[torch.Tensor]) -> None:
     order = execution_order(model, inputs)
     parents = {id(child): (parent, name) for parent in model.modules()
                for name, child in parent.named_children()}
-    for previous, module in zip(order, order[1:], strict=False):
+    for previous, module in itertools.pairwise(order):
         if isinstance(module, nn.BatchNorm2d):
             if not isinstance(previous, nn.Conv2d):
                 raise EngineError("a batch norm does not follow a convolution; cannot fold it")
