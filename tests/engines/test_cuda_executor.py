@@ -115,7 +115,8 @@ def test_a_branch_alone_equals_the_same_branch_among_random_batch_mates(device):
     alone = segmenter.segment_tensor(demasker.demask_tensor(alone_in, visible[:1]))
     rng = np.random.default_rng(7)
     for size in (2, 5, 8):
-        mates = torch.from_numpy(rng.integers(0, 256, (size - 1, 3, HEIGHT, WIDTH), dtype=np.uint8)).to(device)
+        noise = rng.integers(0, 256, (size - 1, 3, HEIGHT, WIDTH), dtype=np.uint8)
+        mates = torch.from_numpy(noise).to(device)
         mate_vis = visible[torch.from_numpy(rng.integers(0, masks.k, size - 1)).to(device)]
         batch = torch.cat([mates[: size // 2] * mate_vis[: size // 2, None], alone_in,
                            mates[size // 2:] * mate_vis[size // 2:, None]])
