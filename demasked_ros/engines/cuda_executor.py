@@ -116,6 +116,7 @@ class CudaStreamExecutor:
         self.streams = int(streams)
         self.chunk_size = chunk_size
         self.sync_stages = sync_stages
+        self._main = _Lane(self.device)  # private: frames on two executors do not serialise
         self._lanes = [_Lane(self.device) for _ in range(self.streams)]
         self._fx_lane = _Lane(self.device)
         self._masks: OrderedDict[int, tuple[MaskSet, torch.Tensor]] = OrderedDict()
@@ -141,7 +142,7 @@ class CudaStreamExecutor:
     def run(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
             clock: StageClock) -> np.ndarray:
         """Labels of all K branches (K x H x W int32, host), in mask order."""
-        with self._lock, self._device_scope():
+        with self._lock, self._device_scope(), self._main.use():
             branches = self._branches(image, masks, demasker, segmenter, clock)
             bad = device_aggregate.out_of_range(branches, len(segmenter.class_names))
             return self._download([branches], bad, [branches.shape], clock)[0]
@@ -149,7 +150,7 @@ class CudaStreamExecutor:
     def run_aggregated(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
                        clock: StageClock, t: int) -> AggregatedBranches:
         """Branches, f(x) (detection) and the aggregate, all computed on the device."""
-        with self._lock, self._device_scope():
+        with self._lock, self._device_scope(), self._main.use():
             main = self._main_stream()
             frame = self._upload(image, clock)
             num_classes = len(segmenter.class_names)
