@@ -111,3 +111,19 @@ def test_unknown_backend_and_missing_weights_raise(tmp_path, monkeypatch):
     monkeypatch.setattr(torch_twins, "SEGMENTER_WEIGHTS", tmp_path / "missing.pt")
     with pytest.raises(EngineError, match="regenerate"):
         torch_twins.segmenter_module()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_demasker_called_directly_ignores_masked_values(device):
+    twin = defaults.default_demasker(backend="torch", device=device, threads=1)
+    masks = recovery_masks(48, 64, (6, 8), "column")
+    rng = np.random.default_rng(3)
+    batch = rng.integers(0, 256, (masks.k, 48, 64, 3), dtype=np.uint8)
+    noisy = batch.copy()
+    noisy[~masks.visible] = rng.integers(0, 256, size=(int((~masks.visible).sum()), 3), dtype=np.uint8)
+    clean = twin.demask(batch, masks.visible)
+    np.testing.assert_array_equal(twin.demask(noisy, masks.visible), clean)
+    np.testing.assert_array_equal(clean[masks.visible], batch[masks.visible])
+    as_tensor = torch.from_numpy(noisy).permute(0, 3, 1, 2).contiguous().to(device)
+    out = twin.demask_tensor(as_tensor, torch.from_numpy(np.array(masks.visible)).to(device))
+    np.testing.assert_array_equal(out.permute(0, 2, 3, 1).cpu().numpy(), clean)
