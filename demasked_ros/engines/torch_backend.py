@@ -17,7 +17,7 @@ give the same bits.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,27 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and resolved.index is None:  # tensors report cuda:N, never bare cuda
         resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
+
+
+def fixed_size_calls(call: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
+                     size: int | None) -> torch.Tensor:
+    """``call(*inputs)`` in pieces of exactly ``size`` images (the last one zero-padded), re-joined.
+
+    Why: a GPU library may pick its convolution algorithm by batch size, so the same image could
+    come out with different rounding alone and in a batch. With a fixed call size every branch is
+    computed by the same kernels whatever its batch-mates (soundness rule 2). None: one call.
+    """
+    count = inputs[0].shape[0]
+    if size is None:
+        return call(*inputs)
+    parts = []
+    for start in range(0, count, size):
+        piece = [t[start:start + size] for t in inputs]
+        short = size - piece[0].shape[0]
+        if short:
+            piece = [torch.cat([t, t.new_zeros((short, *t.shape[1:]))]) for t in piece]
+        parts.append(call(*piece)[: size - short])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def configure_determinism(device: torch.device, threads: int) -> None:
@@ -98,6 +119,8 @@ class TorchSegmenter:
         channel_order: ``"RGB"`` or ``"BGR"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         threads: torch intra-op threads when on CPU (process-wide setting in PyTorch).
+        fixed_batch: run the network on batches of exactly this many images (zero-padded; see
+            :func:`fixed_size_calls`); None: the batch as given.
     """
 
     def __init__(
@@ -110,7 +133,11 @@ class TorchSegmenter:
         channel_order: str = "RGB",
         device: str | torch.device = "cpu",
         threads: int = 1,
+        fixed_batch: int | None = None,
     ) -> None:
+        if fixed_batch is not None and fixed_batch < 1:
+            raise EngineError(f"fixed_batch must be >= 1 or None, got {fixed_batch}")
+        self.fixed_batch = fixed_batch
         if not class_names:
             raise EngineError("a segmenter needs at least one class name")
         if channel_order not in ("RGB", "BGR"):
@@ -166,8 +193,9 @@ class TorchSegmenter:
             batch = batch.flip(1)
         try:
             with torch.inference_mode():
-                output = _primary_output(self.model((batch.float() - self._mean) / self._std))
-                return self._to_labels(output, height, width)
+                return fixed_size_calls(lambda piece: self._to_labels(
+                    _primary_output(self.model((piece.float() - self._mean) / self._std)), height, width),
+                    [batch], self.fixed_batch)
         except EngineError:
             raise
         except Exception as error:  # any failure inside the user's model
@@ -221,16 +249,18 @@ class TorchDemasker:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         threads: torch intra-op threads on CPU (process-wide).
         max_batch: images per network call (bounds device memory).
+        fixed_batch: pad every call to exactly ``max_batch`` images (see :func:`fixed_size_calls`).
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", threads: int = 1,
-                 max_batch: int = 16) -> None:
+                 max_batch: int = 16, fixed_batch: bool = False) -> None:
         if max_batch < 1:
             raise EngineError(f"max_batch must be >= 1, got {max_batch}")
         self.device = resolve_device(device)
         configure_determinism(self.device, threads)
         self.threads = int(threads)
         self.max_batch = int(max_batch)
+        self.fixed_batch = fixed_batch
         self.model = load_torch_model(model, self.device)
 
     def demask(self, images: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -260,7 +290,9 @@ class TorchDemasker:
             with torch.inference_mode():
                 for start in range(0, images.shape[0], self.max_batch):
                     stop = start + self.max_batch
-                    filled = self.model(hidden[start:stop].float(), keep[start:stop].float())
+                    pieces = [hidden[start:stop].float(), keep[start:stop].float()]
+                    size = self.max_batch if self.fixed_batch else None
+                    filled = fixed_size_calls(self.model, pieces, size)
                     parts.append(torch.nan_to_num(filled, nan=0.0, posinf=255.0, neginf=0.0)
                                  .round().clamp(0, 255).to(torch.uint8))
         except Exception as error:  # any failure inside the module

@@ -105,9 +105,31 @@ def test_overwriting_masked_pixels_leaves_each_branch_bit_identical(device, mask
         np.testing.assert_array_equal(certifier.certify(tampered).branch_labels[branch], reference[branch])
 
 
+def fixed_batch_engines(device: str, size: int = 4):
+    from demasked_ros.core.classes import CAMVID
+    from demasked_ros.engines.torch_backend import TorchDemasker
+    from demasked_ros.engines.torch_twins import demasker_module, segmenter_module
+
+    return (TorchSegmenter(segmenter_module(device), CAMVID.names, mean=(0, 0, 0), std=(1, 1, 1),
+                           device=device, fixed_batch=size),
+            TorchDemasker(demasker_module(device), device=device, max_batch=size, fixed_batch=True))
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_a_branch_alone_equals_the_same_branch_among_random_batch_mates(device):
+def test_fixed_size_network_calls_change_nothing_but_the_call_size(device):
     segmenter, demasker = engines(device)
+    fixed_segmenter, fixed_demasker = fixed_batch_engines(device, size=3)
+    masks = mask_sets()[2]  # K = 8, S = 2: chunks of 4 = network calls of 3 and 1 + 2 padding images
+    reference = Certifier(segmenter, demasker, masks).certify(frame(8))
+    executor = CudaStreamExecutor(device, streams=2)
+    result = Certifier(fixed_segmenter, fixed_demasker, masks, executor=executor).certify(frame(8))
+    assert_same(result, reference)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fixed", [False, True], ids=["as-given", "fixed-batch"])
+def test_a_branch_alone_equals_the_same_branch_among_random_batch_mates(device, fixed):
+    segmenter, demasker = fixed_batch_engines(device) if fixed else engines(device)
     masks = mask_sets()[0]
     visible = torch.from_numpy(np.array(masks.visible)).to(device)
     image = torch.from_numpy(frame(6)).permute(2, 0, 1).contiguous().to(device)
