@@ -92,6 +92,26 @@ def _tensor_engine(engine: object, method: str, device: torch.device) -> bool:
     return True
 
 
+def cuda_unavailable_reason(segmenter: Segmenter | None = None, demasker: Demasker | None = None,
+                            device: str = "cuda") -> str | None:
+    """Why the CUDA stream executor cannot serve these engines on ``device`` (None: it can).
+
+    For the node's ``executor: cuda|auto`` choice: torch must see the device, and the segmenter
+    must have a tensor path there (a demasker without one runs on CPU threads, which is fine).
+    """
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA device (CPU-only torch build or no GPU)"
+    try:
+        resolved = resolve_device(device)
+        if segmenter is not None and not tensor_segmenter(segmenter, resolved):
+            return f"{type(segmenter).__name__} has no device tensor path (use backend='torch')"
+        if demasker is not None:
+            tensor_demasker(demasker, resolved)  # raises when it is a torch engine on another device
+    except EngineError as error:
+        return str(error)
+    return None
+
+
 class CudaStreamExecutor:
     """A :class:`~demasked_ros.engines.certifier.BranchExecutor` (and aggregating one) on a device.
 

@@ -14,7 +14,7 @@ import torch
 from demasked_ros.core.masks import detection_masks, recovery_masks
 from demasked_ros.engines import defaults
 from demasked_ros.engines.certifier import Certifier, StageClock
-from demasked_ros.engines.cuda_executor import CudaStreamExecutor
+from demasked_ros.engines.cuda_executor import CudaStreamExecutor, cuda_unavailable_reason
 from demasked_ros.engines.demaskers import TeleaDemasker
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.torch_backend import TorchSegmenter
@@ -226,3 +226,16 @@ def test_certifier_rejects_a_malformed_aggregate():
 def test_describe_reports_executor_device_and_streams():
     info = CudaStreamExecutor("cpu", streams=3).describe()
     assert info["executor"] == "cuda-streams" and info["device"] == "cpu" and info["streams"] == "3"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unavailable_reason_names_what_keeps_an_executor_off_the_gpu(device):
+    segmenter, demasker = engines(device)
+    if device == "cpu":
+        reason = cuda_unavailable_reason(segmenter, demasker)
+        assert reason is not None and ("CUDA" in reason or "runs on cpu" in reason)
+    else:
+        assert cuda_unavailable_reason(segmenter, demasker, device) is None
+        assert "tensor path" in str(cuda_unavailable_reason(colour_segmenter(), TeleaDemasker(), device))
+        cpu_segmenter = engines("cpu")[0]
+        assert "runs on cpu" in str(cuda_unavailable_reason(cpu_segmenter, None, device))
