@@ -22,8 +22,9 @@ Contract (shared with the attack code):
   visible pixels equal the input (composited). Any H and W: padding to the network stride is
   added inside, marked masked, and cropped off.
 
-The two architecture modules are imported from :mod:`demasked_ros.training` (torch-only leaf
-modules, no data or training code): one definition of each network, shared by training and twin.
+The architectures live in :mod:`demasked_ros.engines.segmenter_net` and
+:mod:`demasked_ros.engines.demasker_net` (torch only): one definition of each network, shared by
+the training code and the twins.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from demasked_ros.engines.demasker_net import MODEL_STRIDE, DemaskerNet
 from demasked_ros.engines.errors import EngineError
-from demasked_ros.training.demasker_model import MODEL_STRIDE, DemaskerNet
-from demasked_ros.training.segmenter_model import CompactSegNet, FullResolutionSegNet
+from demasked_ros.engines.factory import MODELS_DIR
+from demasked_ros.engines.segmenter_net import CompactSegNet, FullResolutionSegNet
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SEGMENTER_ONNX = MODELS_DIR / "segmenter.onnx"
 DEMASKER_ONNX = MODELS_DIR / "demasker.onnx"
 SEGMENTER_WEIGHTS = MODELS_DIR / "segmenter_torch.pt"
