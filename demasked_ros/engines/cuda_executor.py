@@ -99,7 +99,7 @@ def cuda_unavailable_reason(segmenter: Segmenter | None = None, demasker: Demask
     For the node's ``executor: cuda|auto`` choice: torch must see the device, and the segmenter
     must have a tensor path there (a demasker without one runs on CPU threads, which is fine).
     """
-    if not torch.cuda.is_available():
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
         return "torch sees no CUDA device (CPU-only torch build or no GPU)"
     try:
         resolved = resolve_device(device)

@@ -46,7 +46,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise EngineError(f"device {device!r}: only cpu and cuda devices are supported")
     if resolved.type == "cuda" and resolved.index is None:  # tensors report cuda:N, never bare cuda
         resolved = torch.device("cuda", torch.cuda.current_device())
-    return resolved
+    return torch.device("cpu") if resolved.type == "cpu" else resolved  # CPU tensors report bare cpu
 
 
 def fixed_size_calls(call: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
