@@ -29,7 +29,7 @@ BLOCK='import sys
 for _name in ("rclpy", "rosbags", "ray"):
     sys.modules[_name] = None  # importing them now raises ImportError
 '
-TESTS="tests/engines/test_cuda_executor.py tests/engines/test_torch_twins.py tests/engines/test_device_aggregate.py"
+TESTS="tests/engines/test_cuda_executor.py tests/engines/test_torch_twins.py tests/engines/test_device_aggregate.py tests/engines/test_executor_choice.py"
 START=$(date +%s)
 
 echo "== environment"
@@ -43,6 +43,7 @@ print(f"cuda available: {torch.cuda.is_available()}  "
 import demasked_ros.engines.certifier, demasked_ros.engines.cuda_executor, demasked_ros.engines.defaults
 import demasked_ros.engines.device_aggregate, demasked_ros.engines.torch_backend, demasked_ros.engines.torch_twins
 import tests.engines.test_cuda_executor, tests.engines.test_torch_twins, tests.engines.test_device_aggregate
+import tests.engines.test_executor_choice, demasked_ros.engines.factory
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("rclpy", "rosbags", "ray") and sys.modules[m])
 print("imports without rclpy/rosbags/ray: ok" if not leaked else f"LEAKED: {leaked}")
 EOF

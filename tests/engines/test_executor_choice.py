@@ -60,3 +60,15 @@ def test_device_builds_the_torch_twins_and_cpu_the_onnx_models():
     demasker = factory.make_demasker("default", threads=1, device="cpu:0")
     assert callable(getattr(demasker, "demask_tensor", None))
     assert not hasattr(factory.make_demasker("telea", device="cpu:0"), "demask_tensor")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_auto_runs_the_twins_on_cuda_streams():
+    device, reason = factory.gpu_device("auto")
+    assert (device, reason) == ("cuda", None)
+    segmenter = factory.make_segmenter(factory.SegmenterSpec(device=device, threads=1))
+    demasker = factory.make_demasker("default", threads=1, device=device)
+    executor, _ = factory.make_executor("auto", None, Log(), segmenter=segmenter, demasker=demasker)
+    assert isinstance(executor, CudaStreamExecutor) and executor.device.type == "cuda"
+    assert factory.executor_info(executor)["device"].startswith("cuda")
