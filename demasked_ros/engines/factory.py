@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -162,6 +163,9 @@ def gpu_device(executor: str) -> tuple[str, str | None]:
         raise EngineError(f"unknown executor {executor!r}; choose one of {list(EXECUTOR_NAMES)}")
     if executor == "cpu":
         return "cpu", None
+    if executor == "auto" and not _torch_imported() and not _gpu_driver_present():
+        # importing torch costs seconds at every configure; without a GPU driver it cannot help
+        return "cpu", "no NVIDIA GPU driver found"
     try:
         import torch
     except ImportError:
@@ -169,6 +173,16 @@ def gpu_device(executor: str) -> tuple[str, str | None]:
     if not torch.cuda.is_available():
         return "cpu", "torch sees no CUDA device (CPU-only torch build or no GPU)"
     return "cuda", None
+
+
+def _torch_imported() -> bool:
+    return "torch" in sys.modules
+
+
+def _gpu_driver_present() -> bool:
+    """A cheap look for an NVIDIA driver (desktop/server GPUs or Jetson) before importing torch."""
+    return (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
+            or Path("/dev/nvhost-gpu").exists() or Path("/etc/nv_tegra_release").exists())
 
 
 def make_executor(name: str, chunk_size: int | None = None, log: Any = None,

@@ -29,6 +29,14 @@ def test_gpu_device_is_cpu_with_a_reason_without_cuda():
         factory.gpu_device("tpu")
 
 
+def test_auto_does_not_import_torch_without_a_gpu_driver(monkeypatch):
+    monkeypatch.setattr(factory, "_torch_imported", lambda: False)
+    monkeypatch.setattr(factory, "_gpu_driver_present", lambda: False)
+    assert factory.gpu_device("auto") == ("cpu", "no NVIDIA GPU driver found")
+    if not torch.cuda.is_available():  # an explicit cuda request always asks torch
+        assert "CUDA" in str(factory.gpu_device("cuda")[1])
+
+
 def test_stream_executor_is_chosen_where_the_engines_run(monkeypatch):
     monkeypatch.setattr(factory, "gpu_device", lambda name: ("cpu", None))  # stand-in for a usable GPU
     segmenter = defaults.default_segmenter(backend="torch", device="cpu", threads=1)
