@@ -6,11 +6,14 @@ detection share one code path; detection additionally segments the unmasked fram
 
 How the K branches run is up to a :class:`BranchExecutor`: the default runs them in chunks on the
 calling thread (on a CPU, batching gives no speedup, chunking bounds memory); a GPU executor with
-one CUDA stream per chunk plugs in through the same interface.
+one CUDA stream per chunk plugs in through the same interface. An executor that also aggregates
+(on the device, next to the branch labels) offers :meth:`AggregatingExecutor.run_aggregated`;
+the Certifier then checks its output exactly as strictly and fails closed the same way.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,10 +62,16 @@ class CertificationResult:
 
 
 class StageClock:
-    """Accumulates wall time per pipeline stage."""
+    """Accumulates wall time per pipeline stage; carries the frame's cancellation event."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel: threading.Event | None = None) -> None:
         self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.cancel = cancel
+
+    def checkpoint(self) -> None:
+        """Raise EngineError when the frame was cancelled (timed out): executors call it between chunks."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise EngineError("frame cancelled (timed out) between branch chunks")
 
     def measure(self, stage: str) -> _Lap:
         """Context manager adding the time spent inside it to ``stage``."""
@@ -89,6 +98,34 @@ class BranchExecutor(Protocol):
         ...
 
 
+@dataclass
+class AggregatedBranches:
+    """What an aggregating executor returns: the frame's labels and certificate with the branches.
+
+    ``labels``: H x W integers (recovery: majority vote; detection: f(x)); ``certified``: H x W
+    bool; ``branch_labels``: K x H x W integers.
+    """
+
+    labels: np.ndarray
+    certified: np.ndarray
+    branch_labels: np.ndarray
+
+
+class AggregatingExecutor(BranchExecutor, Protocol):
+    """A :class:`BranchExecutor` that can also aggregate where the branch labels are (e.g. a GPU).
+
+    Optional: the Certifier uses :meth:`run_aggregated` when an executor has it, ``run`` otherwise.
+    It must compute exactly :func:`~demasked_ros.core.certify.recover_with_margin` with ``t``
+    (recovery) or :func:`~demasked_ros.core.certify.detect` against the unmasked frame's labels
+    (detection), and raise on any failure.
+    """
+
+    def run_aggregated(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
+                       clock: StageClock, t: int) -> AggregatedBranches:
+        """Branches, f(x) in detection mode, and the aggregate; stage times on ``clock``."""
+        ...
+
+
 class ChunkedExecutor:
     """Runs branches on the calling thread, ``chunk_size`` at a time (None: all K at once).
 
@@ -112,6 +149,7 @@ class ChunkedExecutor:
         """Labels of all K branches, in mask order."""
         parts = []
         for chunk in self.chunks(masks.k):
+            clock.checkpoint()
             visible = masks.visible[chunk]
             with clock.measure("masking"):
                 masked = mask_images(image, visible)
@@ -173,16 +211,25 @@ class Certifier:
         start = time.perf_counter()
         self._check_frame(image)
         clock = StageClock()
+        aggregating = getattr(self.executor, "run_aggregated", None)
         try:
-            branch_labels = self.executor.run(image, self.masks, self.demasker, self.segmenter, clock)
+            if aggregating is not None:
+                aggregated = aggregating(image, self.masks, self.demasker, self.segmenter, clock,
+                                         self.masks.n_patches * self.masks.t)
+                branch_labels = getattr(aggregated, "branch_labels", None)
+            else:
+                branch_labels = self.executor.run(image, self.masks, self.demasker, self.segmenter, clock)
         except EngineError:
             raise
         except Exception as error:
             raise EngineError(f"branch failed: {type(error).__name__}: {error}") from error
-        if branch_labels.shape != (self.masks.k, *image.shape[:2]):
-            raise EngineError(f"executor returned {branch_labels.shape} branch labels, "
-                              f"expected {(self.masks.k, *image.shape[:2])}")
-        if self.mode == "recovery":
+        expected = (self.masks.k, *image.shape[:2])
+        if not isinstance(branch_labels, np.ndarray) or branch_labels.shape != expected:
+            raise EngineError(f"executor returned {getattr(branch_labels, 'shape', type(branch_labels))} "
+                              f"branch labels, expected {expected}")
+        if aggregating is not None:
+            labels, certified = self._check_aggregate(aggregated, image.shape[:2])
+        elif self.mode == "recovery":
             with clock.measure("aggregation"):
                 # Unanimity for the default K = 2NT+1; a winning margin > 2NT for larger K.
                 labels, certified = recover_with_margin(branch_labels,
@@ -204,6 +251,21 @@ class Certifier:
         timings["total"] = time.perf_counter() - start
         return CertificationResult(labels=labels, certified=certified, branch_labels=branch_labels,
                                    mode=self.mode, timings=timings)
+
+    @staticmethod
+    def _check_aggregate(aggregated: AggregatedBranches,
+                         size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Fail closed on an aggregate of the wrong shape or type (never publish it)."""
+        labels, certified = getattr(aggregated, "labels", None), getattr(aggregated, "certified", None)
+        if (not isinstance(labels, np.ndarray) or labels.shape != size
+                or not np.issubdtype(labels.dtype, np.integer)):
+            raise EngineError(f"executor returned labels {getattr(labels, 'shape', type(labels))}, "
+                              f"expected integer {size}")
+        if not isinstance(certified, np.ndarray) or certified.shape != size or certified.dtype != bool:
+            raise EngineError("executor returned a certificate "
+                              f"{getattr(certified, 'shape', type(certified))} "
+                              f"{getattr(certified, 'dtype', '')}, expected bool {size}")
+        return labels, certified
 
     def _check_frame(self, image: np.ndarray) -> None:
         expected = (self.masks.height, self.masks.width, 3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -46,6 +47,8 @@ class SegmenterSpec:
         class_names: the model's classes (index = label); a file model needs them.
         input_size, mean, std, channel_order: preprocessing of a file model.
         providers: ONNX Runtime providers (short names allowed); threads: intra-op threads.
+        device: torch device for the packaged default (its torch twin when not ``cpu``) and for
+            TorchScript / ``torch.export`` files; ONNX models follow ``providers`` instead.
     """
 
     name: str = "default"
@@ -56,6 +59,7 @@ class SegmenterSpec:
     channel_order: str = "RGB"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 2
+    device: str = "cpu"
 
     @property
     def is_plugin(self) -> bool:
@@ -84,7 +88,9 @@ def make_segmenter(spec: SegmenterSpec) -> Segmenter:
     if spec.name == "default":
         from demasked_ros.engines.defaults import default_segmenter
 
-        return cast(Segmenter, default_segmenter(providers=spec.providers, threads=spec.threads))
+        if spec.device != "cpu":  # the torch twin: same weights, runs on the executor's device
+            return default_segmenter(threads=spec.threads, backend="torch", device=spec.device)
+        return default_segmenter(providers=spec.providers, threads=spec.threads)
     if not spec.class_names:
         raise EngineError(f"{spec.name}: class names are unknown (give the model's class names)")
     if spec.name.endswith(".onnx"):
@@ -99,7 +105,7 @@ def make_segmenter(spec: SegmenterSpec) -> Segmenter:
 
         return cast(Segmenter, TorchSegmenter(
             spec.name, class_names=spec.class_names, input_size=spec.input_size, mean=spec.mean,
-            std=spec.std, channel_order=spec.channel_order, threads=spec.threads))
+            std=spec.std, channel_order=spec.channel_order, threads=spec.threads, device=spec.device))
     raise EngineError(f"unknown segmenter {spec.name!r}: use 'default', a .onnx / .pt / .ts / .pt2 "
                       "file or a plugin 'module:function'")
 
@@ -117,11 +123,17 @@ def _plugin_segmenter(reference: str) -> Segmenter:
     return segmenter
 
 
-def make_demasker(name: str, threads: int = 2) -> Demasker:
+def make_demasker(name: str, threads: int = 2, device: str = "cpu") -> Demasker:
     """A demasker by name: ``telea``, ``ns``, ``solid`` (no demasking), ``learned`` or ``default``.
 
-    ``default`` is the packaged learned demasker when its weights are installed, else TELEA.
+    ``default`` is the packaged learned demasker when its weights are installed, else TELEA. With
+    a ``device`` other than ``cpu``, ``learned`` and ``default`` are its torch twin on that device;
+    the classical demaskers always run on CPU threads.
     """
+    if name in ("learned", "default") and device != "cpu":
+        from demasked_ros.engines.defaults import default_demasker
+
+        return default_demasker(threads=threads, backend="torch", device=device)
     from demasked_ros.engines import demaskers
 
     if name == "telea":
@@ -141,44 +153,75 @@ def make_demasker(name: str, threads: int = 2) -> Demasker:
     raise EngineError(f"unknown demasker {name!r}; choose one of {list(DEMASKER_NAMES)}")
 
 
-def make_executor(name: str, chunk_size: int | None = None,
-                  log: Any = None) -> tuple[BranchExecutor | None, str]:
+def gpu_device(executor: str) -> tuple[str, str | None]:
+    """The device to build models on for ``executor`` and, when it is ``cpu``, why.
+
+    ``cuda`` and ``auto`` get ``"cuda"`` when torch sees a GPU; otherwise ``"cpu"`` and the reason
+    (torch missing, CPU-only build, no device). ``cpu`` gets ``("cpu", None)``.
+    """
+    if executor not in EXECUTOR_NAMES:
+        raise EngineError(f"unknown executor {executor!r}; choose one of {list(EXECUTOR_NAMES)}")
+    if executor == "cpu":
+        return "cpu", None
+    if executor == "auto" and not _torch_imported() and not _gpu_driver_present():
+        # importing torch costs seconds at every configure; without a GPU driver it cannot help
+        return "cpu", "no NVIDIA GPU driver found"
+    try:
+        import torch
+    except ImportError:
+        return "cpu", "torch is not installed"
+    if not torch.cuda.is_available():
+        return "cpu", "torch sees no CUDA device (CPU-only torch build or no GPU)"
+    return "cuda", None
+
+
+def _torch_imported() -> bool:
+    return "torch" in sys.modules
+
+
+def _gpu_driver_present() -> bool:
+    """A cheap look for an NVIDIA driver (desktop/server GPUs or Jetson) before importing torch."""
+    return (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
+            or Path("/dev/nvhost-gpu").exists() or Path("/etc/nv_tegra_release").exists())
+
+
+def make_executor(name: str, chunk_size: int | None = None, log: Any = None,
+                  segmenter: Segmenter | None = None, demasker: Demasker | None = None,
+                  streams: int = 2) -> tuple[BranchExecutor | None, str]:
     """The branch executor ``name`` asks for and its name for diagnostics.
 
-    None means the Certifier's own chunked CPU executor. ``cuda`` without a usable GPU executor
-    (``demasked_ros.engines.cuda_executor.CudaStreamExecutor``) falls back to the CPU with a
-    warning on ``log``, ``auto`` quietly.
+    None means the Certifier's own chunked CPU executor. ``cuda`` / ``auto`` give a
+    :class:`~demasked_ros.engines.cuda_executor.CudaStreamExecutor` with ``streams`` streams on
+    the segmenter's device when torch sees a GPU and the engines can run there (a segmenter with a
+    device tensor path; see :func:`gpu_device` and ``cuda_unavailable_reason``); otherwise the CPU
+    executor, with a warning on ``log`` for ``cuda`` (``auto`` quietly) and the reason in the name.
     """
-    if name not in EXECUTOR_NAMES:
-        raise EngineError(f"unknown executor {name!r}; choose one of {list(EXECUTOR_NAMES)}")
+    device, reason = gpu_device(name)
     log = log or logging.getLogger(__name__)
     cpu_name = f"cpu-chunked(chunk_size={chunk_size or 'K'})"
     if name == "cpu":
         return None, cpu_name
-    reason = _cuda_unavailable_reason()
+    if reason is None and segmenter is None:
+        reason = "no engines were built for the GPU"
     if reason is None:
-        try:
-            module = importlib.import_module("demasked_ros.engines.cuda_executor")
-            return module.CudaStreamExecutor(chunk_size=chunk_size), "cuda-streams"
-        except (ImportError, AttributeError, EngineError) as error:
-            reason = f"no CUDA stream executor in this build ({error})"
+        from demasked_ros.engines.cuda_executor import CudaStreamExecutor, cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason(segmenter, demasker, str(getattr(segmenter, "device", device)))
+        if reason is None:
+            executor = CudaStreamExecutor(device=getattr(segmenter, "device", device), streams=streams,
+                                          chunk_size=chunk_size)
+            return executor, f"cuda-streams(streams={streams}, chunk_size={chunk_size or 'K/S'})"
     if name == "cuda":
         log.warning(f"executor=cuda requested but {reason}; falling back to the CPU executor")
     return None, cpu_name + f" [cuda unavailable: {reason}]"
 
 
-def _cuda_unavailable_reason() -> str | None:
-    from demasked_ros.engines.onnx_providers import available_providers
-
-    if "CUDAExecutionProvider" not in available_providers():
-        return "onnxruntime has no CUDA provider (CPU-only build)"
-    try:
-        import torch  # only where a GPU build of onnxruntime suggests a GPU machine
-    except ImportError:
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA device"
-    return None
+def executor_info(executor: BranchExecutor | None) -> dict[str, str]:
+    """Diagnostics of a branch executor: ``executor``, ``device`` and ``streams``."""
+    describe = getattr(executor, "describe", None)
+    if callable(describe):
+        return {key: str(value) for key, value in describe().items()}
+    return {"executor": "cpu-chunked", "device": "cpu", "streams": "0"}
 
 
 def providers_of(segmenter: Segmenter) -> tuple[str, ...]:

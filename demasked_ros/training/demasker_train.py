@@ -34,15 +34,15 @@ import torch.nn.functional as functional
 from tqdm import tqdm
 
 from demasked_ros.core.masks import detection_masks, recovery_masks
-from demasked_ros.engines.learned_demasker import STRIDE_METADATA_KEY
-from demasked_ros.training.data import IGNORE_INDEX, TrainingDataError, default_camvid_root, load_split
-from demasked_ros.training.demasker_model import (
+from demasked_ros.engines.demasker_net import (
     MODEL_STRIDE,
     ONNX_INPUT_NAMES,
     ONNX_OUTPUT_NAME,
     DemaskerNet,
     count_parameters,
 )
+from demasked_ros.engines.learned_demasker import STRIDE_METADATA_KEY
+from demasked_ros.training.data import IGNORE_INDEX, TrainingDataError, default_camvid_root, load_split
 
 #: The families the node uses by default, as (label, MaskSet factory arguments).
 DEFAULT_FAMILIES = ("recovery-column-0.5%", "detection-column-1%")
@@ -143,7 +143,7 @@ def masked_loss(output: torch.Tensor, target: torch.Tensor, visible: torch.Tenso
 
 def load_frozen_segmenter(checkpoint: Path, device: torch.device) -> torch.nn.Module:
     """The segmenter of a ``segmenter_train`` checkpoint, frozen, taking RGB in [0, 1]."""
-    from demasked_ros.training.segmenter_model import CompactSegNet, FullResolutionSegNet
+    from demasked_ros.engines.segmenter_net import CompactSegNet, FullResolutionSegNet
 
     if not checkpoint.is_file():
         raise TrainingDataError(f"segmenter checkpoint not found: {checkpoint}")

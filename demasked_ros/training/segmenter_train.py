@@ -28,6 +28,14 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
 from demasked_ros.core.classes import CAMVID
+from demasked_ros.engines.segmenter_net import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    CompactSegNet,
+    FullResolutionSegNet,
+    count_parameters,
+    normalize,
+)
 from demasked_ros.training.data import (
     FILL_CHOICES,
     IGNORE_INDEX,
@@ -37,14 +45,6 @@ from demasked_ros.training.data import (
     class_weights,
     default_camvid_root,
     load_split,
-)
-from demasked_ros.training.segmenter_model import (
-    IMAGE_MEAN,
-    IMAGE_STD,
-    CompactSegNet,
-    FullResolutionSegNet,
-    count_parameters,
-    normalize,
 )
 
 LOG = logging.getLogger("demasked_ros.training.segmenter")

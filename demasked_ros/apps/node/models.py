@@ -14,7 +14,14 @@ from typing import Any
 from demasked_ros.apps.node.params import NodeConfig
 from demasked_ros.core.classes import ClassInfo, class_info_for
 from demasked_ros.engines.certifier import BranchExecutor
-from demasked_ros.engines.factory import make_demasker, make_executor, make_segmenter, providers_of
+from demasked_ros.engines.factory import (
+    executor_info,
+    gpu_device,
+    make_demasker,
+    make_executor,
+    make_segmenter,
+    providers_of,
+)
 from demasked_ros.engines.protocols import Demasker, Segmenter
 
 
@@ -31,6 +38,8 @@ class LoadedModels:
     providers: tuple[str, ...]
     demasker_name: str
     executor_name: str
+    device: str = "cpu"
+    streams: str = "0"
 
     def describe(self) -> str:
         """One line for logs."""
@@ -40,7 +49,8 @@ class LoadedModels:
     def key_values(self) -> list[tuple[str, str]]:
         """Diagnostics entries."""
         return [("model", self.model_name), ("providers", ",".join(self.providers)),
-                ("demasker", self.demasker_name), ("executor", self.executor_name)]
+                ("demasker", self.demasker_name), ("executor", self.executor_name), ("device", self.device),
+                ("streams", self.streams)]
 
 
 def load_models(config: NodeConfig, logger: Any = None) -> LoadedModels:
@@ -51,12 +61,18 @@ def load_models(config: NodeConfig, logger: Any = None) -> LoadedModels:
             cannot be imported or returns no Segmenter).
     """
     log = logger or logging.getLogger(__name__)
-    segmenter_spec = config.segmenter_spec()
+    # executor cuda/auto on a machine where torch sees a GPU: the default models' torch twins (and
+    # torch files) are built there, and the CUDA stream executor runs them end to end on it.
+    device, _ = gpu_device(config.executor)
+    segmenter_spec = config.segmenter_spec(device)
     segmenter = make_segmenter(segmenter_spec)
-    demasker = make_demasker(config.demasker, threads=config.threads)
-    executor, executor_name = make_executor(config.executor, config.chunk_size, log)
+    demasker = make_demasker(config.demasker, threads=config.threads, device=device)
+    executor, executor_name = make_executor(config.executor, config.chunk_size, log, segmenter=segmenter,
+                                            demasker=demasker, streams=config.streams)
+    running = executor_info(executor)
     info, ignore_index = class_info_for(tuple(str(n) for n in segmenter.class_names))
     model_name = segmenter_spec.name if segmenter_spec.is_plugin else str(segmenter_spec.model_path)
     return LoadedModels(segmenter=segmenter, demasker=demasker, executor=executor, class_info=info,
                         ignore_index=ignore_index, model_name=model_name, providers=providers_of(segmenter),
-                        demasker_name=type(demasker).__name__, executor_name=executor_name)
+                        demasker_name=type(demasker).__name__, executor_name=executor_name,
+                        device=running["device"], streams=running["streams"])

@@ -84,8 +84,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("executor", "auto", "Branch executor: cpu (chunked), cuda (parallel CUDA streams), auto "
               "(cuda when available, else cpu; cuda falls back to cpu with a warning).",
               choices=EXECUTOR_NAMES),
-    ParamSpec("chunk_size", 0, "Branches per batch on the CPU executor (0: all K at once).", low=0,
-              high=4096),
+    ParamSpec("chunk_size", 0, "Branches per batch (0: all K at once on the CPU, K/streams on the GPU).",
+              low=0, high=4096),
+    ParamSpec("streams", 2, "CUDA streams the K branches are spread over (GPU executor only).", low=1,
+              high=64),
     ParamSpec("threads", 2, "CPU threads for inference and OpenCV (fixed for determinism).", low=1,
               high=256),
     ParamSpec("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
@@ -142,6 +144,7 @@ class NodeConfig:
     providers: tuple[str, ...]
     executor: str
     chunk_size: int | None
+    streams: int
     threads: int
     input_transport: str
     input_qos: str
@@ -165,12 +168,13 @@ class NodeConfig:
     working_size = property(lambda self: self.spec.working_size, doc="Requested working size.")
     resize_interpolation = property(lambda self: self.spec.interpolation, doc="Working-size resize.")
 
-    def segmenter_spec(self) -> SegmenterSpec:
-        """What :func:`~demasked_ros.engines.factory.make_segmenter` builds for this node."""
+    def segmenter_spec(self, device: str = "cpu") -> SegmenterSpec:
+        """What :func:`~demasked_ros.engines.factory.make_segmenter` builds for this node on ``device``."""
         return SegmenterSpec(
             name=self.segmenter_plugin or self.segmenter_model or "default",
             class_names=self.class_names or CAMVID.names, input_size=self.input_size, mean=self.mean,
-            std=self.std, channel_order=self.channel_order, providers=self.providers, threads=self.threads)
+            std=self.std, channel_order=self.channel_order, providers=self.providers, threads=self.threads,
+            device=device)
 
     def describe(self) -> str:
         """One line for logs."""
@@ -260,7 +264,8 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
         input_size=(v["input_height"], v["input_width"]) if v["input_height"] else None,
         mean=tuple(v["mean"]), std=tuple(v["std"]), channel_order=v["channel_order"],
         demasker=v["demasker"], providers=tuple(v["providers"]), executor=v["executor"],
-        chunk_size=v["chunk_size"] or None, threads=v["threads"], input_transport=v["input_transport"],
+        chunk_size=v["chunk_size"] or None, streams=v["streams"], threads=v["threads"],
+        input_transport=v["input_transport"],
         input_qos=v["input_qos"], input_qos_depth=v["input_qos_depth"], output_qos=v["output_qos"],
         output_qos_depth=v["output_qos_depth"], expected_size=expected,
         max_image_pixels=v["max_image_pixels"], publish_overlay=v["publish_overlay"],
