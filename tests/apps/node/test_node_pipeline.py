@@ -41,16 +41,33 @@ def test_pipelined_outputs_match_the_library_in_stamp_order(ros_python, ros_env,
         assert all(0.0 < e.certified_fraction < 1.0 for e in expected)  # a meaningful comparison
 
         # A frame that fails to prepare while the previous one is certified: its alert comes after
-        # that frame's result, and nothing certified goes out for it.
-        probe.publisher.publish(image_msg(frames[0], "rgb8", (1, 0)))
-        broken = image_msg(frames[1], "rgb8", (1, 1))
-        broken.encoding = "yuv422"
-        probe.publisher.publish(broken)
-        assert probe.spin_until(lambda: probe.by_stamp("alert", 1, 1), 60.0)
-        assert stamps(probe, "alert", 1) == [0, 1]
-        good, bad = probe.by_stamp("alert", 1, 0)[0], probe.by_stamp("alert", 1, 1)[0]
-        assert good.error_code == 0 and bad.error_code == 1 and bad.error_text.startswith("invalid input")
-        assert bad.certified_fraction == 0.0 and probe.by_stamp("labels", 1, 1) == []
+        # that frame's result, and nothing certified goes out for it. (Keep-latest may drop the
+        # first frame when the second arrives before it is taken: then try again.)
+        for attempt in range(5):
+            first, second = 2 * attempt, 2 * attempt + 1
+            probe.publisher.publish(image_msg(frames[0], "rgb8", (1, first)))
+            probe.spin_for(0.02)
+            broken = image_msg(frames[1], "rgb8", (1, second))
+            broken.encoding = "yuv422"
+            probe.publisher.publish(broken)
+            assert probe.spin_until(lambda s=second: probe.by_stamp("alert", 1, s), 60.0)
+            assert probe.spin_until(lambda n=str(second + 1): probe.diagnostics().get("frames_received") == n
+                                    and probe.diagnostics().get("in_flight") == "False", 60.0)
+            probe.spin_for(0.3)
+            order = stamps(probe, "alert", 1)
+            assert order == sorted(set(order)), f"alerts out of order: {order}"
+            bad = probe.by_stamp("alert", 1, second)[0]
+            assert bad.error_code == 1 and bad.error_text.startswith("invalid input")
+            assert bad.certified_fraction == 0.0 and probe.by_stamp("labels", 1, second) == []
+            if probe.by_stamp("alert", 1, first):
+                assert probe.by_stamp("alert", 1, first)[0].error_code == 0
+                assert probe.spin_until(lambda f=first: probe.by_stamp("labels", 1, f), 10.0)
+                np.testing.assert_array_equal(decode_output(probe.by_stamp("labels", 1, first)[0]),
+                                              expected[0].labels)
+                break
+        else:
+            pytest.fail("the first frame was dropped in every attempt")
+        checked = 2 * attempt + 2
 
         # A stream faster than certification, with a frame that crashes the model in it.
         sent, poison_at = 24, 9
@@ -81,21 +98,23 @@ def test_pipelined_outputs_match_the_library_in_stamp_order(ros_python, ros_env,
             want = expected[index % 4]
             assert status.error_code == 0
             assert status.certified_fraction == pytest.approx(want.certified_fraction, abs=1e-6)
-            labels, certification = probe.by_stamp("labels", 2, index), probe.by_stamp("certification", 2, index)
+            labels = probe.by_stamp("labels", 2, index)
+            certification = probe.by_stamp("certification", 2, index)
             assert len(labels) == len(certification) == 1, "labels only with their certificate"
             np.testing.assert_array_equal(decode_output(labels[0]), want.labels)
-            np.testing.assert_array_equal(decode_output(certification[0]), certification_image(want.certified))
+            np.testing.assert_array_equal(decode_output(certification[0]),
+                                          certification_image(want.certified))
         assert len(alerts) < sent, "the stream should outrun the certifier"
 
-        total = str(sent + 2)
+        total = str(sent + checked)
         assert probe.spin_until(lambda: probe.diagnostics().get("frames_received") == total, 10.0)
         diagnostics = probe.diagnostics()
         assert diagnostics["pipeline"] == "on"
         certified, dropped = int(diagnostics["frames_certified"]), int(diagnostics["dropped_frames"])
         failed, rejected = int(diagnostics["failed_frames"]), int(diagnostics["rejected_frames"])
-        assert certified == len(stamps(probe, "labels", 2)) + 1 and rejected == 1
-        assert failed == int(poison_at in alerts)
-        assert certified + dropped + failed + rejected == sent + 2, diagnostics
+        assert certified == len(stamps(probe, "labels", 2)) + len(stamps(probe, "labels", 1))
+        assert rejected == checked // 2 and failed == int(poison_at in alerts)
+        assert certified + dropped + failed + rejected == sent + checked, diagnostics
         assert process.poll() is None
     finally:
         probe.destroy()

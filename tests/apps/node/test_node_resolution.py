@@ -130,7 +130,8 @@ def test_frame_certifier_equals_resize_certify_upscale_bit_for_bit():
         FrameCertifier(certifier.plan, Certifier(colour_segmenter(), TeleaDemasker(), masks))
 
 
-@pytest.mark.parametrize("working", [{"working_height": 48, "working_width": 64}, {}], ids=["resized", "native"])
+@pytest.mark.parametrize("working", [{"working_height": 48, "working_width": 64}, {}],
+                         ids=["resized", "native"])
 def test_a_prepared_camera_frame_certifies_like_the_frame(working):
     """The pipeline's split: prepare (resize, check, stage) on one thread, certify on another."""
     config = config_from_values({"patch_fraction": 0.01, "threads": 1, **working})
