@@ -51,6 +51,8 @@ setup(
             "demasked-eval = demasked_ros.apps.evaluate.cli:main",
             "demasked-make-bag = demasked_ros.apps.evaluate.make_bag:main",
             "demasked-train = demasked_ros.training.cli:main",
+            "demasked-attack = demasked_ros.apps.attack_cli:main",
+            "demasked-calibrate = demasked_ros.apps.calibrate_cli:main",
         ]
     },
 )
