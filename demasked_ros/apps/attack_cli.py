@@ -71,6 +71,8 @@ def build_parser(prog: str = "demasked-attack") -> argparse.ArgumentParser:
                         help="full (exactly the node) or only branches whose masked input changed")
     parser.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION)
     parser.add_argument("--save-attacked", action="store_true")
+    parser.add_argument("--save-branches", action="store_true",
+                        help="save clean/attacked branch labels (branches/*.npz) for offline alarm studies")
     parser.add_argument("--device", default="cpu", help="torch device for pgd/adaptive")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None)
@@ -94,7 +96,8 @@ def make_spec(args: argparse.Namespace, attack: str, class_info: Any) -> AttackS
         factory=EngineFactory(class_names=class_info.names,
                               intra_op_threads=1 if args.workers > 1 or args.ray else 2),
         num_classes=class_info.num_classes, ignore_index=class_info.ignore_index,
-        out_dir=str(args.out), save_attacked=args.save_attacked)
+        out_dir=str(args.out), save_attacked=args.save_attacked,
+        save_branches=getattr(args, "save_branches", False))
 
 
 def with_calibration(spec: AttackSpec, path: Path | None, height: int, width: int) -> AttackSpec:
@@ -219,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if first is None or not hasattr(first, "image"):
             raise EvaluationError("no readable frame in the input")
         spec = make_spec(args, args.attack, class_info)
+        if args.attack == "natural":  # donors: 8 frames spread over the input (natural image content)
+            from dataclasses import replace
+
+            step = max(1, len(source) // 8)
+            spec = replace(spec, donors=source, donor_indices=tuple(range(step // 2, len(source), step))[:8])
         spec = with_calibration(spec, args.calibration, *first.image.shape[:2])
         run_info = {"input": args.input, "run": {k: str(v) for k, v in vars(args).items()
                                                   if k not in ("workers", "ray", "fresh", "quiet", "limit")}}

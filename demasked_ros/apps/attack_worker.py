@@ -62,6 +62,7 @@ class AttackSpec:
     alarm_params: AlarmParams = field(default_factory=AlarmParams)
     out_dir: str | None = None
     save_attacked: bool = False
+    save_branches: bool = False
     donors: FrameSource | None = None
     donor_indices: tuple[int, ...] = ()
 
@@ -162,6 +163,15 @@ class AttackWorker:
             record["confusion_attacked"] = _sparse(f_attacked, frame.labels, spec)
         if spec.out_dir is not None and (counts.violations or spec.save_attacked):
             self._save(frame, number, image, attacked, placement, counts.violations)
+        if spec.out_dir is not None and spec.save_branches:  # for re-scoring the alarm offline
+            folder = Path(spec.out_dir) / "branches"
+            folder.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(folder / f"{frame.index:06d}_p{number}.npz",
+                                clean_branches=clean.branch_labels.astype(np.uint8),
+                                clean_labels=clean.labels.astype(np.uint8), clean_certified=clean.certified,
+                                branches=result.branch_labels.astype(np.uint8),
+                                labels=result.labels.astype(np.uint8), certified=result.certified,
+                                placement=np.array(placement.to_json()))
         return record
 
     def _placement(self, rng: np.random.Generator, frame: Frame, number: int, patch: tuple[int, int],
