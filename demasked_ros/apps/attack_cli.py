@@ -152,8 +152,13 @@ def run(spec: AttackSpec, source: Any, selected: Sequence[int], out: Path, args:
     return records, interrupted
 
 
-def summarise(records: Sequence[dict[str, Any]], mode: str, num_classes: int) -> dict[str, Any]:
-    """summary.json: the undefended/defended comparison, audit counts and alarm figures."""
+def summarise(records: Sequence[dict[str, Any]], mode: str, num_classes: int,
+              threshold: float | None = None) -> dict[str, Any]:
+    """summary.json: the undefended/defended comparison, audit counts and alarm figures.
+
+    Alarm rates apply ``threshold`` (the calibration in use now) to the stored scores, so a run
+    made before its setup was calibrated gets alarm figures by rerunning the command.
+    """
     ok = [r for r in records if r["status"] == "ok" and "audit" in r]
     clean_by_frame = {r["index"]: r for r in records if r["status"] == "ok"}
     violations = sum(int(r["audit"]["violations"]) for r in ok)
@@ -161,10 +166,9 @@ def summarise(records: Sequence[dict[str, Any]], mode: str, num_classes: int) ->
     effective = [r for r in ok if r["f_changed_pct"] >= EFFECTIVE_PCT]
     clean_scores = [float(r["clean_score"]) for r in clean_by_frame.values()]
     attacked_scores = [float(r["score"]) for r in ok]
-    calibrated = any("alarm" in r for r in ok) or any("clean_alarm" in r for r in clean_by_frame.values())
 
-    def rate(values: list[bool]) -> float | None:
-        return float(np.mean(values)) if values and calibrated else None
+    def rate(scores: list[float]) -> float | None:
+        return float(np.mean(np.asarray(scores) > threshold)) if scores and threshold is not None else None
 
     return {
         "frames": len(clean_by_frame), "placements": len(ok),
@@ -181,10 +185,11 @@ def summarise(records: Sequence[dict[str, Any]], mode: str, num_classes: int) ->
                                           for r, p in zip(ok, pixels, strict=True)]),
         "defended_changed_pct": _mean([100 * r["audit"]["changed"] / p
                                        for r, p in zip(ok, pixels, strict=True)]),
-        "alarm_rate_clean": rate([bool(r.get("clean_alarm")) for r in clean_by_frame.values()]),
-        "alarm_rate_attacked": rate([bool(r.get("alarm")) for r in ok]),
+        "alarm_threshold": threshold,
+        "alarm_rate_clean": rate(clean_scores),
+        "alarm_rate_attacked": rate(attacked_scores),
         "effective_placements": len(effective),
-        "alarm_rate_effective": rate([bool(r.get("alarm")) for r in effective]),
+        "alarm_rate_effective": rate([float(r["score"]) for r in effective]),
         "auc_all": roc_auc(clean_scores, attacked_scores) if ok else None,
         "auc_effective": roc_auc(clean_scores, [float(r["score"]) for r in effective]) if effective else None,
         "roi_hit_rate_effective": _mean([float(r["roi_hit"]) for r in effective]),
@@ -234,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EvaluationError, DatasetError, CoreError) as error:
         print(f"demasked-attack: error: {error}", file=sys.stderr)
         return 2
-    summary = summarise(records, args.mode, class_info.num_classes)
+    summary = summarise(records, args.mode, class_info.num_classes,
+                        None if spec.calibration is None else spec.calibration.threshold)
     summary["calibration"] = None if spec.calibration is None else spec.calibration.key
     write_atomic(args.out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "violation_frames"}, indent=1))
