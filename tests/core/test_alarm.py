@@ -92,9 +92,13 @@ def test_thin_boundary_disagreement_scores_nothing():
     masks = detection_masks(120, 160, (10, 10), "column")
     geometry = AlarmGeometry(masks, AlarmParams(open_radius=2))
     branches, output = _attacked(masks, 60, 70, 12)
+    hiding_first = int(np.flatnonzero(~masks.visible[:, 0, :10].any(axis=1))[0])
     thin = np.zeros_like(branches)
-    thin[:, 40:43, :] = branches[:, 40:43, :] + 1  # every branch disagrees on a 3-pixel band
+    thin[hiding_first, 40:43, :] = 1  # one hiding group disagrees along a 3-pixel boundary band only
     assert patch_evidence(thin, output * 0, geometry).score == 0.0
+    thick = np.zeros_like(branches)
+    thick[hiding_first, 40:50, :10] = 1  # the same group over a 10 x 10 blob does count
+    assert patch_evidence(thick, output * 0, geometry).score > 0.5
     with pytest.raises(CoreError):
         patch_evidence(branches[:2], output, geometry)
 
