@@ -42,7 +42,7 @@ def load_pairs(folder: Path) -> list[dict[str, Any]]:
     if jsonl.is_file():
         for line in jsonl.read_text().splitlines():
             record = json.loads(line)
-            if record.get("status") == "ok" and "f_changed_pct" in record:
+            if record.get("status") == "ok" and record.get("f_changed_pct") is not None:
                 changed[f"{int(record['index']):06d}_{record['config']}"] = float(record["f_changed_pct"])
     pairs = []
     for path in sorted((folder / "branches").glob("*.npz")):
@@ -88,7 +88,7 @@ def study(folder: Path, mode: str, params: AlarmParams, threshold: float | None)
             "auc_effective": roc_auc(clean_scores, effective) if effective else None,
             "alarm_rate_clean": rate(clean_scores), "alarm_rate_attacked": rate(attacked),
             "alarm_rate_effective": rate(effective),
-            "roi_hit_effective": float(np.mean(hits)) if hits else None,
+            "roi_hit_effective": float(np.mean(hits)) if hits else None, "threshold": threshold,
             "_clean": clean_scores, "_attacked": attacked, "_effective": effective}
 
 
@@ -106,6 +106,17 @@ def main() -> None:
         probe = study(folder, mode, AlarmParams(), None)
         entry = next((c for k, c in calibrations.items() if k.startswith(probe["key"])), None)
         results.append(probe if entry is None else study(folder, mode, entry.params, entry.threshold))
+    # Clean frames are pooled over the runs of a mode (the same val frames, clean): a better estimate
+    # of the clean score distribution than each run's own few frames.
+    for result in results:
+        pooled = {score for other in results if other["key"] == result["key"] for score in other["_clean"]}
+        result["_clean"] = sorted(pooled)
+        result["clean_frames_pooled"] = len(pooled)
+        result["auc_all"] = roc_auc(result["_clean"], result["_attacked"])
+        effective = result["_effective"]
+        result["auc_effective"] = roc_auc(result["_clean"], effective) if effective else None
+        if result["threshold"] is not None:
+            result["alarm_rate_clean"] = float(np.mean(np.asarray(result["_clean"]) > result["threshold"]))
     for result in results:
         print(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
     if args.figure is not None:
