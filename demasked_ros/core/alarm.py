@@ -289,3 +289,35 @@ def load_calibrations(path: Path) -> dict[str, AlarmCalibration]:
     if not isinstance(document, dict) or document.get("version") != CALIBRATION_VERSION:
         raise CoreError(f"{path} is not a version-{CALIBRATION_VERSION} alarm calibration file")
     return {key: AlarmCalibration.from_json(entry) for key, entry in document["calibrations"].items()}
+
+
+@dataclass(frozen=True)
+class AlarmOutcome:
+    """What the node publishes about the alarm: the score, the suspected patch, and the decision.
+
+    ``alarmed`` is None when no calibration matches the setup (no calibrated decision possible).
+    """
+
+    score: float
+    roi: tuple[int, int, int, int] | None
+    alarmed: bool | None
+
+
+class PatchAlarm:
+    """The alarm for one mask set: geometry built once, threshold from a matching calibration."""
+
+    def __init__(self, masks: MaskSet, calibration: AlarmCalibration | None = None) -> None:
+        self.calibration = calibration
+        self.geometry = AlarmGeometry(masks, calibration.params if calibration else None)
+
+    @classmethod
+    def from_calibrations(cls, masks: MaskSet, calibrations: dict[str, AlarmCalibration],
+                          models: str = "default") -> PatchAlarm:
+        """The alarm with the calibration for ``calibration_key(masks, models)``, if there is one."""
+        return cls(masks, calibrations.get(calibration_key(masks, models)))
+
+    def evaluate(self, branch_labels: np.ndarray, output: np.ndarray) -> AlarmOutcome:
+        """Score one frame (branch labels and output at the masks' size)."""
+        evidence = patch_evidence(branch_labels, output, self.geometry)
+        alarmed = None if self.calibration is None else self.calibration.alarmed(evidence.score)
+        return AlarmOutcome(evidence.score, evidence.roi, alarmed)

@@ -117,3 +117,18 @@ def test_calibration_file_round_trip(tmp_path):
     path.write_text("{}")
     with pytest.raises(CoreError):
         load_calibrations(path)
+
+
+def test_patch_alarm_uses_the_matching_calibration():
+    from demasked_ros.core.alarm import PatchAlarm
+
+    masks = detection_masks(120, 160, (10, 10), "column")
+    branches, output = _attacked(masks, 60, 70, 12)
+    uncalibrated = PatchAlarm.from_calibrations(masks, {})
+    outcome = uncalibrated.evaluate(branches, output)
+    assert outcome.alarmed is None and outcome.score > 1.0 and outcome.roi is not None
+    low = AlarmCalibration(calibration_key(masks), 0.5, 0.01, 10, AlarmParams(open_radius=1))
+    high = AlarmCalibration(calibration_key(masks), 1e6, 0.01, 10, AlarmParams(open_radius=1))
+    assert PatchAlarm.from_calibrations(masks, {low.key: low}).evaluate(branches, output).alarmed is True
+    assert PatchAlarm.from_calibrations(masks, {high.key: high}).evaluate(branches, output).alarmed is False
+    assert PatchAlarm(masks, low).evaluate(np.zeros_like(branches), output * 0).alarmed is False
