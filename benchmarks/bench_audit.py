@@ -93,8 +93,12 @@ def audit_mode(mode: str, images: list[np.ndarray], args: argparse.Namespace) ->
             attacked = _pgd(pipe, image, placement, args.pgd_steps)
             _count(totals, audit(clean, recertifier.full(attacked)), index, placement.to_json(), "pgd")
             totals["pgd_placements"] += 1
+        elapsed = time.perf_counter() - started
+        totals.update(seconds=elapsed, frames_done=index + 1)
+        if args.out is not None:  # partial results survive an interrupted run
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.with_suffix(f".{mode}.partial.json").write_text(json.dumps(totals, indent=2))
         if not args.quiet:
-            elapsed = time.perf_counter() - started
             print(f"{mode}: frame {index + 1}/{len(images)}, {totals['placements']} placements, "
                   f"{totals['violations']} violations, {totals['placements'] / elapsed:.1f}/s",
                   file=sys.stderr, flush=True)
