@@ -55,7 +55,8 @@ def alert_regions(uncertified: np.ndarray, min_area: int, max_regions: int | Non
     mask = uncertified.astype(np.uint8)
     if open_radius > 0:
         kernel = np.ones((2 * open_radius + 1, 2 * open_radius + 1), np.uint8)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = np.asarray(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT,
+                                           borderValue=0), dtype=np.uint8)
     if not mask.any():
         return []
     height, width = mask.shape
