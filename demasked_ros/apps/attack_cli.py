@@ -27,15 +27,18 @@ from typing import Any, cast
 import numpy as np
 
 from demasked_ros.apps.attack_worker import ATTACKS, PLACEMENTS, AttackSpec
-from demasked_ros.apps.evaluate.cli import DEFAULT_PATCH, open_input, parse_patch
+from demasked_ros.apps.cli_args import patch_argument
+from demasked_ros.apps.evaluate.cli import open_input
 from demasked_ros.apps.evaluate.config import EvalConfig, EvaluationError
+from demasked_ros.apps.evaluate.engines import EngineFactory
 from demasked_ros.apps.evaluate.parallel import EvaluatorSpec, make_executor
 from demasked_ros.apps.evaluate.report import write_atomic
-from demasked_ros.apps.evaluate.runner import EngineFactory, json_line, read_records
+from demasked_ros.apps.evaluate.runner import json_line, read_records
 from demasked_ros.core.alarm import load_calibrations, roc_auc
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.metrics import iou_per_class, nan_mean
+from demasked_ros.core.spec import DEFAULT_PATCH
 from demasked_ros.datasets.base import DatasetError
 
 JSONL, MANIFEST = "frames.jsonl", "run.json"
@@ -53,7 +56,8 @@ def build_parser(prog: str = "demasked-attack") -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mode", choices=["recovery", "detection"], default="recovery")
     parser.add_argument("--scheme", default="column")
-    parser.add_argument("--patch", type=parse_patch, default=None, help="fraction or HxW (default per mode)")
+    parser.add_argument("--patch", type=patch_argument, default=None,
+                        help="fraction or HxW (default per mode)")
     parser.add_argument("--n-patches", type=int, default=1)
     parser.add_argument("--demasker", default="default")
     parser.add_argument("--segmenter", default="default")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from demasked_ros.apps.evaluate.config import EvalConfig
-from demasked_ros.apps.evaluate.runner import ConfigOutcome, EngineFactory, FrameOutcome, error_record
+from demasked_ros.apps.evaluate.engines import EngineFactory
+from demasked_ros.apps.evaluate.runner import ConfigOutcome, FrameOutcome, error_record
 from demasked_ros.attacks.audit import Recertifier, audit
 from demasked_ros.attacks.baselines import natural_contents, noise_contents
 from demasked_ros.attacks.placement import Placement, grid_placements, paste, random_placement, worst_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demasked_ros.apps.node.regions import alert_regions
+from demasked_ros.rosio.regions import alert_regions
 
 
 def _boundary_web(height: int = 120, width: int = 160) -> np.ndarray:
