@@ -170,7 +170,7 @@ def test_alarm_is_scored_at_the_working_size_and_reported_in_camera_pixels(tmp_p
     assert scaled.alarmed is True  # threshold -1: every score alarms, so the calibration was found
     if scaled.roi is not None:
         y, x, h, w = scaled.roi
-        assert 0 <= y and y + h <= 96 and 0 <= x and x + w <= 128
+        assert y >= 0 and y + h <= 96 and x >= 0 and x + w <= 128
         assert h >= 2 * working.masks.patch[0] - 2  # scaled up from the working size
     with pytest.raises(NodeConfigError, match="alarm_calibration"):
         build_frame_certifier(config_from_values({"alarm_calibration": str(tmp_path / "missing.json")}),
