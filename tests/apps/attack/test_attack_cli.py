@@ -51,3 +51,15 @@ def test_bad_arguments_exit_2(tmp_path):
     assert attack_cli.main(["procedural:2", "--out", str(tmp_path), "--placements", "0", "--quiet"]) == 2
     with pytest.raises(SystemExit):
         attack_cli.main(["procedural:2", "--out", str(tmp_path), "--attack", "bogus"])
+
+
+def test_worker_processes_give_the_serial_records(tmp_path):
+    common = ["procedural:3:2:48x64", "--attack", "random", "--patch", "8x8", "--placements", "2", "--quiet",
+              "--calibration", str(tmp_path / "none.json")]
+    assert attack_cli.main([*common, "--out", str(tmp_path / "serial")]) == 0
+    assert attack_cli.main([*common, "--out", str(tmp_path / "pool"), "--workers", "2"]) == 0
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert strip(_lines(tmp_path / "serial")) == strip(_lines(tmp_path / "pool"))
