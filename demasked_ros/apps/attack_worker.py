@@ -28,7 +28,6 @@ from demasked_ros.core.alarm import (
     AlarmCalibration,
     AlarmGeometry,
     AlarmParams,
-    calibration_key,
     patch_evidence,
 )
 from demasked_ros.core.metrics import confusion_matrix
@@ -257,8 +256,3 @@ def _sparse(prediction: np.ndarray, truth: np.ndarray, spec: AttackSpec) -> list
                                  (truth != spec.ignore_index) & (truth < spec.num_classes))
     rows, cols = np.nonzero(confusion)
     return [[int(r), int(c), int(confusion[r, c])] for r, c in zip(rows, cols, strict=True)]
-
-
-def calibration_for(spec: AttackSpec, height: int, width: int) -> str:
-    """The calibration key of this spec's setup at a frame size."""
-    return calibration_key(spec.config.masks(height, width))
