@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,9 @@ def main() -> None:
     calibrations = load_calibrations(args.calibration) if args.calibration else {}
     results = []
     for folder in args.runs:
+        if not list((folder / "branches").glob("*.npz")):
+            print(f"skipping {folder}: no branches/*.npz", file=sys.stderr)
+            continue
         mode = "detection" if "detection" in folder.name else "recovery"
         probe = study(folder, mode, AlarmParams(), None)
         entry = next((c for k, c in calibrations.items() if k.startswith(probe["key"])), None)
