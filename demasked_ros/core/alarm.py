@@ -112,12 +112,29 @@ def _grid(extent: int, stride: int) -> list[int]:
 
 
 def opening(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary opening by a ``(2 r + 1)`` square: removes structures thinner than the square."""
+    """Binary opening by a ``(2 r + 1)`` square: removes structures thinner than the square.
+
+    Outside the frame counts as False. Separable shifts of boolean planes (fast enough for the node).
+    """
+    mask = mask.astype(bool)
     if radius <= 0:
-        return mask.astype(bool)
-    side = 2 * radius + 1
-    eroded = window_sums(np.pad(mask, radius), (side, side)) == side * side
-    return window_sums(np.pad(eroded, radius), (side, side)) > 0
+        return mask
+    eroded = _shifted(_shifted(mask, radius, 0, np.logical_and), radius, 1, np.logical_and)
+    return _shifted(_shifted(eroded, radius, 0, np.logical_or), radius, 1, np.logical_or)
+
+
+def _shifted(plane: np.ndarray, radius: int, axis: int, combine: np.ufunc) -> np.ndarray:
+    """``combine`` of ``plane`` shifted by -r..r along ``axis`` (zero padding): 1-D erosion/dilation."""
+    padded = np.pad(plane, [(radius, radius) if a == axis else (0, 0) for a in range(2)])
+    size = plane.shape[axis]
+
+    def window(offset: int) -> np.ndarray:
+        return padded[offset:offset + size] if axis == 0 else padded[:, offset:offset + size]
+
+    out = window(0).copy()
+    for offset in range(1, 2 * radius + 1):
+        combine(out, window(offset), out=out)
+    return out
 
 
 def box_sums(integral: np.ndarray, top: np.ndarray, left: np.ndarray, bottom: np.ndarray,
@@ -127,22 +144,21 @@ def box_sums(integral: np.ndarray, top: np.ndarray, left: np.ndarray, bottom: np
 
 
 def integral_image(plane: np.ndarray) -> np.ndarray:
-    """(H+1) x (W+1) int64 integral image of a 2-D array."""
-    out = np.zeros((plane.shape[0] + 1, plane.shape[1] + 1), dtype=np.int64)
-    out[1:, 1:] = plane.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    """(H+1) x (W+1) int32 integral image of a 2-D (boolean / small integer) array."""
+    out = np.zeros((plane.shape[0] + 1, plane.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(plane, axis=0, dtype=np.int32), axis=1, out=out[1:, 1:])
     return out
 
 
-def group_evidence(branch_labels: np.ndarray, output: np.ndarray, group: np.ndarray,
+def group_evidence(disagree: np.ndarray, count: np.ndarray, group: np.ndarray,
                    visible: np.ndarray | None, tolerance: int, radius: int) -> np.ndarray:
-    """Pixels where every branch of ``group`` disagrees with ``output`` and at most ``tolerance``
-    others do; with ``visible`` (K x H x W), only pixels every group member can see count. Opened."""
-    disagree = branch_labels != output[None]
+    """Pixels where every branch of ``group`` disagrees with the output (``disagree``: K x H x W)
+    and at most ``tolerance`` others do (``count``: disagreeing branches per pixel); with
+    ``visible`` (K x H x W), only pixels every group member can see count. Opened."""
     together = np.all(disagree[group], axis=0)
     if visible is not None:
         together &= np.all(visible[group], axis=0)
-    others = disagree.sum(axis=0) - len(group)
-    return opening(together & (others <= tolerance), radius)
+    return opening(together & (count - len(group) <= tolerance), radius)
 
 
 def patch_evidence(branch_labels: np.ndarray, output: np.ndarray, geometry: AlarmGeometry,
@@ -167,11 +183,13 @@ def patch_evidence(branch_labels: np.ndarray, output: np.ndarray, geometry: Alar
     right = np.clip(geometry.positions[:, 1] + pw + reach_w, 0, masks.width)
     scores = np.zeros(len(geometry.positions), dtype=np.int64)
     maps: dict[int, np.ndarray] = {}
-    disagreeing = (branch_labels != output[None]).any(axis=(1, 2))
+    disagree = branch_labels != output[None]
+    count = disagree.sum(axis=0)
+    disagreeing = disagree.any(axis=(1, 2))
     for index, group in enumerate(geometry.groups):
         if len(group) == 0 or not disagreeing[group].all():
             continue  # a group member agrees everywhere: no evidence for this group
-        evidence = group_evidence(branch_labels, output, group,
+        evidence = group_evidence(disagree, count, group,
                                   masks.visible if geometry.visible_only else None,
                                   geometry.params.tolerance, geometry.params.open_radius)
         if not evidence.any():

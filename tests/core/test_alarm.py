@@ -132,3 +132,18 @@ def test_patch_alarm_uses_the_matching_calibration():
     assert PatchAlarm.from_calibrations(masks, {low.key: low}).evaluate(branches, output).alarmed is True
     assert PatchAlarm.from_calibrations(masks, {high.key: high}).evaluate(branches, output).alarmed is False
     assert PatchAlarm(masks, low).evaluate(np.zeros_like(branches), output * 0).alarmed is False
+
+
+def test_opening_equals_the_integral_image_definition():
+    from demasked_ros.core.geometry import window_sums
+
+    def reference(mask, radius):
+        side = 2 * radius + 1
+        eroded = window_sums(np.pad(mask, radius), (side, side)) == side * side
+        return window_sums(np.pad(eroded, radius), (side, side)) > 0
+
+    rng = np.random.default_rng(0)
+    for radius in (1, 2, 3):
+        for density in (0.3, 0.7, 0.95):
+            mask = rng.random((37, 53)) < density
+            np.testing.assert_array_equal(opening(mask, radius), reference(mask, radius))
