@@ -158,7 +158,10 @@ def group_evidence(disagree: np.ndarray, count: np.ndarray, group: np.ndarray,
     together = np.all(disagree[group], axis=0)
     if visible is not None:
         together &= np.all(visible[group], axis=0)
-    return opening(together & (count - len(group) <= tolerance), radius)
+    candidate = together & (count - len(group) <= tolerance)
+    if np.count_nonzero(candidate) < (2 * radius + 1) ** 2:
+        return np.zeros_like(candidate)  # too few pixels to survive the opening
+    return opening(candidate, radius)
 
 
 def patch_evidence(branch_labels: np.ndarray, output: np.ndarray, geometry: AlarmGeometry,

@@ -143,20 +143,27 @@ class FrameCertifier:
         Raises:
             EngineError: a frame of another size, or any branch failure (callers fail closed).
         """
-        return self.certify_with_alarm(image)[0]
+        return self._certify(image, with_alarm=False)[0]
 
     def certify_with_alarm(self, image: np.ndarray) -> tuple[CertificationResult, AlarmOutcome]:
         """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
         in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
+        result, alarm = self._certify(image, with_alarm=True)
+        assert alarm is not None
+        return result, alarm
+
+    def _certify(self, image: np.ndarray,
+                 with_alarm: bool) -> tuple[CertificationResult, AlarmOutcome | None]:
         resizer = self.plan.resizer
         if resizer is None:
             result = self.certifier.certify(image)
-            return result, self.alarm.evaluate(result.branch_labels, result.labels)
+            return result, (self.alarm.evaluate(result.branch_labels, result.labels) if with_alarm else None)
         start = time.perf_counter()
         working = resizer.resize(image)
         resized = time.perf_counter()
         result = self.certifier.certify(working)
-        alarm = self._camera_alarm(self.alarm.evaluate(result.branch_labels, result.labels))
+        alarm = (self._camera_alarm(self.alarm.evaluate(result.branch_labels, result.labels))
+                 if with_alarm else None)
         certified = time.perf_counter()
         labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
         certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
