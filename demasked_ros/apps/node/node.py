@@ -44,6 +44,7 @@ from demasked_ros.apps.node.params import (
 from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
 from demasked_ros.apps.node.worker import LatestFrameWorker
+from demasked_ros.core.alarm import AlarmOutcome
 from demasked_ros.core.errors import CoreError
 from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
@@ -51,6 +52,7 @@ from demasked_ros.rosio import topics
 from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
 from demasked_ros.rosio.messages import (
     Geometry,
+    RegionOptions,
     failure_messages,
     overlay_image,
     result_messages,
@@ -223,13 +225,13 @@ class DemaskedNode(LifecycleNode):
             return
         frame.certify_started = time.monotonic()
         try:
-            result = certifier.certify(image)
+            result, alarm = certifier.certify_with_alarm(image)
         except EngineError as error:
             self.get_logger().error(f"certification failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, str(error))
             return
         frame.certify_ended = time.monotonic()
-        self._publish_result(frame, image, result, certifier, config, models)
+        self._publish_result(frame, image, result, alarm, certifier, config, models)
 
     def _decode(self, frame: Frame, config: NodeConfig) -> np.ndarray:
         msg = frame.msg
@@ -292,14 +294,17 @@ class DemaskedNode(LifecycleNode):
             self._pubs["alert"].publish(status_message(header, messages, frame.received))
 
     def _publish_result(self, frame: Frame, image: np.ndarray, result: CertificationResult,
-                        certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
+                        alarm: AlarmOutcome, certifier: FrameCertifier, config: NodeConfig,
+                        models: LoadedModels) -> None:
         """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
         geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
                             certifier.masks.t)
         messages = result_messages(image, result.labels, result.certified, geometry,
-                                   models.class_info.colors, overlay_alpha=None,
-                                   min_region_area=config.min_alert_region_area,
-                                   max_regions=config.max_alert_regions)
+                                   models.class_info.colors, overlay_alpha=None, alarm=alarm,
+                                   regions_options=RegionOptions(config.min_alert_region_area,
+                                                                 config.max_alert_regions,
+                                                                 config.alert_region_open_radius,
+                                                                 config.alert_region_max_fraction))
         assert messages.labels is not None and messages.certification is not None
         with self._publish_lock:
             self._in_flight = None

@@ -76,7 +76,9 @@ def status_message(header: Header, messages: OutputMessages, received: float) ->
     """``~/alert`` from the shared status fields; latency measured from ``received`` until now."""
     fields = dict(messages.status)
     regions = fields.pop("alert_regions")
+    x, y, height, width = fields.pop("suspected_patch")
     status = CertificationStatus(header=header, **fields)
+    status.suspected_patch = RegionOfInterest(x_offset=x, y_offset=y, height=height, width=width)
     status.alert_regions = [RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w)
                             for x, y, h, w in regions]
     status.latency_ms = (time.monotonic() - received) * 1000.0

@@ -119,6 +119,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "as an alert region.", low=1, high=1 << 30),
     ParamSpec("max_alert_regions", 32, "Most alert regions per message (largest first).", low=0,
               high=10000),
+    ParamSpec("alert_region_open_radius", 2, "Opening radius (pixels) that removes thin class-boundary "
+              "bands before alert regions are formed (0: none).", low=0, high=100),
+    ParamSpec("alert_region_max_fraction", 0.1, "A region whose box would exceed this fraction of the "
+              "frame is reported as coarse grid cells instead (1: never split).", low=0.001, high=1.0),
+    ParamSpec("alarm_calibration", "default", "Patch-alarm calibration file (demasked-calibrate): "
+              "'default' (the one shipped for the default models), a path, or '' (no calibrated alarm: "
+              "alert = some pixel uncertified). The alarm is empirical, not certified."),
     ParamSpec("frame_timeout", 5.0, "Seconds a frame may take; later, the frame fails closed with "
               "ERROR_TIMEOUT.", low=0.01, high=3600.0),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", low=0.05,
@@ -157,6 +164,9 @@ class NodeConfig:
     overlay_alpha: float
     min_alert_region_area: int
     max_alert_regions: int
+    alert_region_open_radius: int
+    alert_region_max_fraction: float
+    alarm_calibration: str
     frame_timeout: float
     diagnostics_period: float
 
@@ -271,6 +281,8 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
         max_image_pixels=v["max_image_pixels"], publish_overlay=v["publish_overlay"],
         overlay_alpha=v["overlay_alpha"], min_alert_region_area=v["min_alert_region_area"],
         max_alert_regions=v["max_alert_regions"], frame_timeout=v["frame_timeout"],
+        alert_region_open_radius=v["alert_region_open_radius"],
+        alert_region_max_fraction=v["alert_region_max_fraction"], alarm_calibration=v["alarm_calibration"],
         diagnostics_period=v["diagnostics_period"],
     )
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from demasked_ros.apps.node.models import LoadedModels
 from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
+from demasked_ros.core.alarm import AlarmCalibration, AlarmOutcome, PatchAlarm, load_calibrations
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
 from demasked_ros.engines.certifier import CertificationResult, Certifier
@@ -116,11 +118,12 @@ class FrameCertifier:
     the input size whatever the working size.
     """
 
-    def __init__(self, plan: MaskPlan, certifier: Certifier) -> None:
+    def __init__(self, plan: MaskPlan, certifier: Certifier, alarm: PatchAlarm | None = None) -> None:
         if certifier.masks is not plan.masks:
             raise NodeConfigError("the certifier must use the plan's masks")
         self.plan = plan
         self.certifier = certifier
+        self.alarm = alarm or PatchAlarm(plan.masks)
 
     @property
     def masks(self) -> MaskSet:
@@ -140,13 +143,27 @@ class FrameCertifier:
         Raises:
             EngineError: a frame of another size, or any branch failure (callers fail closed).
         """
+        return self._certify(image, with_alarm=False)[0]
+
+    def certify_with_alarm(self, image: np.ndarray) -> tuple[CertificationResult, AlarmOutcome]:
+        """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
+        in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
+        result, alarm = self._certify(image, with_alarm=True)
+        assert alarm is not None
+        return result, alarm
+
+    def _certify(self, image: np.ndarray,
+                 with_alarm: bool) -> tuple[CertificationResult, AlarmOutcome | None]:
         resizer = self.plan.resizer
         if resizer is None:
-            return self.certifier.certify(image)
+            result = self.certifier.certify(image)
+            return result, (self.alarm.evaluate(result.branch_labels, result.labels) if with_alarm else None)
         start = time.perf_counter()
         working = resizer.resize(image)
         resized = time.perf_counter()
         result = self.certifier.certify(working)
+        alarm = (self._camera_alarm(self.alarm.evaluate(result.branch_labels, result.labels))
+                 if with_alarm else None)
         certified = time.perf_counter()
         labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
         certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
@@ -155,7 +172,44 @@ class FrameCertifier:
         timings["upscale"] = time.perf_counter() - certified
         timings["total"] = time.perf_counter() - start
         return CertificationResult(labels=labels, certified=certificate, branch_labels=result.branch_labels,
-                                   mode=result.mode, timings=timings)
+                                   mode=result.mode, timings=timings), alarm
+
+    def _camera_alarm(self, outcome: AlarmOutcome) -> AlarmOutcome:
+        """The suspected patch scaled from working to camera pixels (covering, clipped)."""
+        if outcome.roi is None:
+            return outcome
+        (camera_h, camera_w), (work_h, work_w) = self.plan.camera_hw, self.plan.working_hw
+        y, x, height, width = outcome.roi
+        top, left = y * camera_h // work_h, x * camera_w // work_w
+        bottom = min(camera_h, -(-(y + height) * camera_h // work_h))
+        right = min(camera_w, -(-(x + width) * camera_w // work_w))
+        return AlarmOutcome(outcome.score, (top, left, bottom - top, right - left), outcome.alarmed)
+
+
+def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:
+    """The calibrations named by ``alarm_calibration``: 'default' (shipped; none if absent), a
+    path (NodeConfigError when unreadable), or '' (none)."""
+    from demasked_ros.engines.factory import MODELS_DIR
+
+    name = config.alarm_calibration
+    if not name:
+        return {}
+    path = MODELS_DIR / "alarm_calibration.json" if name == "default" else Path(name)
+    if name == "default" and not path.is_file():
+        return {}
+    try:
+        return load_calibrations(path)
+    except CoreError as error:
+        raise NodeConfigError(f"alarm_calibration: {error}") from error
+
+
+def models_key(config: NodeConfig) -> str:
+    """The models part of a calibration key: 'default' for the packaged models, else their names."""
+    if not config.segmenter_plugin and config.segmenter_model in ("", "default") and \
+            config.demasker in ("default", "learned"):
+        return "default"
+    segmenter = config.segmenter_plugin or Path(config.segmenter_model).stem or "default"
+    return f"{segmenter}+{config.demasker}"
 
 
 def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
@@ -169,7 +223,8 @@ def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
     plan = plan_masks(config, height, width)
     certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=config.chunk_size,
                           executor=models.executor)
-    return FrameCertifier(plan, certifier)
+    alarm = PatchAlarm.from_calibrations(plan.masks, load_alarm_calibrations(config), models_key(config))
+    return FrameCertifier(plan, certifier, alarm)
 
 
 def _size(hw: tuple[int, int]) -> str:
