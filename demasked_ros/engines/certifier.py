@@ -179,9 +179,7 @@ class Certifier:
             raise
         except Exception as error:
             raise EngineError(f"branch failed: {type(error).__name__}: {error}") from error
-        if branch_labels.shape != (self.masks.k, *image.shape[:2]):
-            raise EngineError(f"executor returned {branch_labels.shape} branch labels, "
-                              f"expected {(self.masks.k, *image.shape[:2])}")
+        self._check_branch_labels(branch_labels)
         if self.mode == "recovery":
             with clock.measure("aggregation"):
                 # Unanimity for the default K = 2NT+1; a winning margin > 2NT for larger K.
@@ -204,6 +202,22 @@ class Certifier:
         timings["total"] = time.perf_counter() - start
         return CertificationResult(labels=labels, certified=certified, branch_labels=branch_labels,
                                    mode=self.mode, timings=timings)
+
+    def _check_branch_labels(self, branch_labels: object) -> None:
+        """Fail closed unless the executor returned exactly K valid label maps of the frame's size.
+
+        A custom executor (e.g. on a GPU) is outside this module, so its output is checked here
+        rather than trusted: a missing or extra branch must never reach the vote.
+        """
+        expected = (self.masks.k, self.masks.height, self.masks.width)
+        if not isinstance(branch_labels, np.ndarray) or branch_labels.shape != expected:
+            raise EngineError(f"executor returned {getattr(branch_labels, 'shape', type(branch_labels))} "
+                              f"branch labels, expected {expected}")
+        if not np.issubdtype(branch_labels.dtype, np.integer):
+            raise EngineError(f"executor returned {branch_labels.dtype} branch labels, expected integers")
+        classes = len(self.segmenter.class_names)
+        if branch_labels.min() < 0 or branch_labels.max() >= classes:
+            raise EngineError(f"executor returned branch labels outside 0..{classes - 1}")
 
     def _check_frame(self, image: np.ndarray) -> None:
         expected = (self.masks.height, self.masks.width, 3)
