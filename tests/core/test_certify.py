@@ -223,3 +223,16 @@ def test_exhaustive_vote_is_the_reference_vote():
         column = votes[:, 0, index]
         assert labels[0, index] == reference_vote(column)
         assert certified[0, index] == (len(set(column.tolist())) == 1)
+
+
+def test_error_messages_name_the_problem():
+    with pytest.raises(CoreError, match=r"f\(x\) has shape \(2, 3\), branches have \(2, 2\)"):
+        detect(np.zeros((2, 3), int), np.zeros((3, 2, 2), int))
+    with pytest.raises(CoreError, match=r"f\(x\) labels must be integer class indices, got dtype float64"):
+        detect(np.zeros((2, 2)), np.zeros((3, 2, 2), int))
+    with pytest.raises(CoreError, match=r"branch labels must be K x H x W with K >= 1, got shape \(2, 2\)"):
+        recover(np.zeros((2, 2), int))
+    with pytest.raises(CoreError, match="branch labels must be integer class indices, got dtype float32"):
+        recover_with_margin(np.zeros((3, 2, 2), np.float32), 1)
+    with pytest.raises(CoreError, match="t must be >= 0, got -1"):
+        recover_with_margin(np.zeros((3, 2, 2), int), -1)

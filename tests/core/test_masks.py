@@ -83,17 +83,23 @@ def test_four_mask_places_all_masks_in_every_3x3_block_window():
 
 
 def test_three_mask_follows_appendix_b_pairing():
-    masks = recovery_masks(20, 60, (10, 10), "3-mask")
+    masks = recovery_masks(40, 60, (10, 10), "3-mask")
     owner = masks.visible.argmax(axis=0)[::10, ::10]
-    # Row 1: {1}, {2,3}, {4,5}, {6} -> masks 0, 1, 1, 2, 2, 3; row 2 continues at 4 with pairs.
+    # Row 1: {1}, {2,3}, {4,5}, {6} -> masks 0, 1, 1, 2, 2, 3; row 2 continues at 4 with pairs;
+    # the counter runs on across rows and wraps at K = 7: row 3 starts at 7 = 0, row 4 at 4.
     np.testing.assert_array_equal(owner[0], [0, 1, 1, 2, 2, 3])
     np.testing.assert_array_equal(owner[1], [4, 4, 5, 5, 6, 6])
+    np.testing.assert_array_equal(owner[2], [0, 1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(owner[3], [4, 4, 5, 5, 6, 6])
+    wider = recovery_masks(30, 50, (10, 10), "3-mask", k=11).visible.argmax(axis=0)[::10, ::10]
+    np.testing.assert_array_equal(wider, [[0, 1, 1, 2, 2], [3, 3, 4, 4, 5], [6, 7, 7, 8, 8]])
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_n_patches_raise_k(scheme):
     masks = recovery_masks(120, 160, 0.01, scheme, n_patches=2)
     assert masks.k == 4 * RECOVERY_T[scheme] + 1
+    assert masks.n_patches == 2 and "N=2" in masks.describe()
     assert brute_affected(masks).max() <= masks.t
     verify_masks(masks)
     with pytest.raises(CoreError, match="K >= 2"):
@@ -120,10 +126,15 @@ def test_masks_are_read_only():
         masks.visible[0, 0, 0] = False
 
 
-@pytest.mark.parametrize("bad", [dict(scheme="diagonal"), dict(n_patches=0), dict(spec=2.0)])
-def test_recovery_bad_arguments(bad):
+@pytest.mark.parametrize(("bad", "message"), [
+    (dict(scheme="diagonal"), "unknown recovery scheme 'diagonal'"),
+    (dict(n_patches=0), "n_patches must be a positive integer, got 0"),
+    (dict(n_patches=1.5), "n_patches must be a positive integer, got 1.5"),
+    (dict(spec=2.0), None),
+])
+def test_recovery_bad_arguments(bad, message):
     args = dict(spec=0.01, scheme="column", n_patches=1) | bad
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=message):
         recovery_masks(100, 100, args["spec"], args["scheme"], n_patches=args["n_patches"])
 
 

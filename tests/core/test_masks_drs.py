@@ -65,11 +65,18 @@ def test_drs_parameters_scale_with_width():
     assert drs_parameters_for_width(512) == (42, 22)
     band, stride = drs_parameters_for_width(480)
     assert (band, stride) == (39, 21)
+    assert drs_parameters_for_width(5120) == (420, 220)
+    assert drs_parameters_for_width(10) == (1, 1)  # never below one column
+    assert drs_parameters_for_width(1) == (1, 1)
 
 
 def test_drs_bad_arguments():
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=r"band width must be in 1\.\.10, got 0"):
         drs_column_masks(10, 10, (2, 2), band_width=0, stride=1)
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=r"band width must be in 1\.\.10, got 11"):
+        drs_column_masks(10, 10, (2, 2), band_width=11, stride=1)
+    with pytest.raises(CoreError, match=r"stride must be in 1\.\.10, got 11"):
         drs_column_masks(10, 10, (2, 2), band_width=3, stride=11)
+    with pytest.raises(CoreError, match=r"stride must be in 1\.\.10, got 0"):
+        drs_column_masks(10, 10, (2, 2), band_width=3, stride=0)
     assert np.all(drs_column_masks(10, 10, (2, 2), 10, 10).visible)
