@@ -41,7 +41,8 @@ def every_scheme() -> list[MaskSet]:
     return [
         *(recovery_masks(HEIGHT, WIDTH, PATCH, s) for s in ("column", "row", "3-mask", "4-mask")),
         recovery_masks(HEIGHT, WIDTH, PATCH, "column", k=7),
-        *(detection_masks(HEIGHT, WIDTH, PATCH, a) for a in ("column", "row", "block")),
+        *(detection_masks(HEIGHT, WIDTH, PATCH, a) for a in ("column", "row")),
+        detection_masks(HEIGHT, WIDTH, (10, 12), "block"),  # K = 20 (49 with the 6 x 8 patch)
         drs_column_masks(HEIGHT, WIDTH, PATCH, band_width=8, stride=4),
     ]
 
@@ -201,7 +202,7 @@ def test_onnx_segmenter_branch_does_not_depend_on_its_batch_mates(tmp_path):
     rng = np.random.default_rng(5)
     image = frame(4)
     alone = segmenter.segment(image[None])[0]
-    for mates in (1, 3, 6):
+    for mates in (1, 4):
         batch = rng.integers(0, 256, size=(mates + 1, HEIGHT, WIDTH, 3), dtype=np.uint8)
         slot = int(rng.integers(0, mates + 1))
         batch[slot] = image
@@ -275,3 +276,73 @@ def test_an_executor_raising_fails_closed_with_the_cause():
     certifier = Certifier(colour_segmenter(), SolidFillDemasker(), masks, executor=FixedExecutor(boom))
     with pytest.raises(EngineError, match="MemoryError: CUDA out of memory"):
         certifier.certify(frame())
+
+
+# --- Stage timings and error paths of the Certifier itself. ---
+
+
+class TickClock:
+    """Stands in for the ``time`` module: perf_counter advances by exactly 1 per call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.mark.parametrize(("mode", "chunk"), [("recovery", 1), ("recovery", 2), ("recovery", None),
+                                             ("detection", 3)])
+def test_stage_timings_accumulate_one_lap_per_chunk(monkeypatch, mode, chunk):
+    import demasked_ros.engines.certifier as certifier_module
+
+    monkeypatch.setattr(certifier_module, "time", TickClock())
+    masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column") if mode == "recovery" else \
+        detection_masks(HEIGHT, WIDTH, PATCH, "column")
+    certifier = Certifier(colour_segmenter(), SolidFillDemasker(), masks, chunk_size=chunk)
+    assert certifier.executor.chunk_size == chunk
+    timings = certifier.certify(frame()).timings
+    laps = -(-masks.k // (chunk or masks.k))  # chunks per frame
+    extra = 1 if mode == "detection" else 0  # f(x) is segmented once more
+    measured = 3 * laps + extra + 1  # stage laps; each reads the clock twice
+    assert timings == {"masking": laps, "demasking": laps, "segmentation": laps + extra,
+                       "aggregation": 1.0, "total": 2 * measured + 1}
+
+
+def test_a_demasker_returning_the_wrong_type_fails_closed():
+    class Floats:
+        def demask(self, images, visible):
+            return images.astype(np.float32)
+
+    class Listing:
+        def demask(self, images, visible):
+            return list(images)
+
+    masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column")
+    for demasker in (Floats(), Listing()):
+        with pytest.raises(EngineError, match=r"^demasker returned .*expected uint8 \(5, 48, 64, 3\)"):
+            Certifier(colour_segmenter(), demasker, masks).certify(frame())
+
+
+def test_a_failing_segmentation_of_the_plain_frame_fails_closed():
+    def only_batches(images):
+        if len(images) == 1:
+            raise RuntimeError("no single frames today")
+        return colour_rule(images)
+
+    from demasked_ros.engines.segmenters import CallableSegmenter
+
+    masks = detection_masks(HEIGHT, WIDTH, PATCH, "column")
+    certifier = Certifier(CallableSegmenter(only_batches, CLASS_NAMES), SolidFillDemasker(), masks)
+    with pytest.raises(EngineError, match=r"^segmentation of the frame failed: no single frames today"):
+        certifier.certify(frame())
+
+
+def test_chunk_size_errors_and_masks_refusal_say_why():
+    with pytest.raises(EngineError, match=r"^chunk_size must be >= 1 or None, got 0"):
+        ChunkedExecutor(0)
+    good = recovery_masks(HEIGHT, WIDTH, (6, 4), "column")
+    claimed = MaskSet(visible=good.visible, t=2, mode="recovery", patch=(6, 8), scheme="column")
+    with pytest.raises(EngineError, match=r"^refusing unsound masks: recovery column"):
+        Certifier(colour_segmenter(), SolidFillDemasker(), claimed)
