@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Mutation testing of the code the certificate rests on (issue 13), with mutmut. Not part of CI.
 #
-# Usage: scripts/mutation.sh [--max-children N] [GROUP...]     (GROUP: certify masks resize certifier)
+# Usage: scripts/mutation.sh [--max-children N] [--report] [GROUP...]
+#        GROUP: certify masks resize certifier (default: all); --report: only print the table of
+#        the last run(s) in .mutation-work
 #
 # * mutmut is installed into a private folder, .mutation-tools/ (gitignored), never into .venv;
 #   the pinned versions below are installed there on the first run (needs PyPI once).
@@ -23,12 +25,14 @@ PY="$ROOT/.venv/bin/python"
 TOOLS="$ROOT/.mutation-tools"
 WORK="$ROOT/.mutation-work"
 MAX_CHILDREN=2
+REPORT_ONLY=0
 SELECTED=()
 ALL_GROUPS=(certify masks resize certifier)
 while (($#)); do
     case "$1" in
         --max-children) MAX_CHILDREN="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --report) REPORT_ONLY=1; shift ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) SELECTED+=("$1"); shift ;;
     esac
 done
@@ -75,6 +79,7 @@ mutmut() {
 export PYTHONPATH="$TOOLS" OMP_NUM_THREADS=1
 
 for group in "${SELECTED[@]}"; do
+    ((REPORT_ONLY)) && break
     read -r -a modules <<< "$(modules_of "$group")"
     read -r -a tests <<< "$(tests_of "$group")"
     dir="$WORK/$group"

@@ -233,3 +233,39 @@ def test_property_detection_hides_every_patch_for_random_sizes(size, axis, data)
     else:
         masks = detection_masks(height, width, patch, axis)
     assert brute_hidden(masks).min() >= 1
+
+
+def test_verify_masks_refuses_too_few_masks_for_the_claimed_patches():
+    masks = recovery_masks(40, 60, (10, 10), "column")  # K = 5 = 2*1*2+1
+    verify_masks(masks)
+    claimed = MaskSet(visible=masks.visible, t=2, mode="recovery", patch=(10, 10), scheme="column",
+                      n_patches=2)
+    with pytest.raises(CoreError, match=r"K=5 T=2 patch=10x10 N=2 image=40x60: K must be >= 2\*N\*T\+1 = 9"):
+        verify_masks(claimed)
+
+
+def test_verify_masks_names_the_first_uncovered_patch_and_unknown_modes():
+    visible = np.ones((2, 10, 12), bool)
+    visible[0, :, 0:4] = False  # hides patches starting at columns 0..1
+    visible[1, :, 5:12] = False  # hides patches starting at columns 5..9
+    masks = MaskSet(visible=visible, t=1, mode="detection", patch=(10, 3), scheme="column")
+    np.testing.assert_array_equal(hiding_masks_per_position(masks), [[1, 1, 0, 0, 0, 1, 1, 1, 1, 1]])
+    with pytest.raises(CoreError, match=r"3 patch positions are hidden by no mask, e\.g\. the patch at row 0, "
+                                        r"column 2"):
+        verify_masks(masks)
+    odd = MaskSet(visible=visible, t=1, mode="other", patch=(10, 3), scheme="column")  # type: ignore[arg-type]
+    with pytest.raises(CoreError, match="unknown mask mode 'other'"):
+        verify_masks(odd)
+
+
+def test_affected_and_hiding_counts_on_a_hand_made_set():
+    visible = np.zeros((3, 4, 5), bool)
+    visible[0, 0, 0] = True      # one visible pixel in the top-left corner
+    visible[1, 3, 4] = True      # one in the bottom-right corner
+    visible[2] = True            # everything visible
+    masks = MaskSet(visible=visible, t=2, mode="recovery", patch=(2, 2), scheme="hand")
+    np.testing.assert_array_equal(masks_affected_per_position(masks), [
+        [2, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 2]])
+    np.testing.assert_array_equal(hiding_masks_per_position(masks), [
+        [1, 2, 2, 2], [2, 2, 2, 2], [2, 2, 2, 1]])
+    np.testing.assert_array_equal(window_sums(visible[2].astype(np.int32), (2, 2)), np.full((3, 4), 4))
