@@ -250,8 +250,8 @@ def test_verify_masks_names_the_first_uncovered_patch_and_unknown_modes():
     visible[1, :, 5:12] = False  # hides patches starting at columns 5..9
     masks = MaskSet(visible=visible, t=1, mode="detection", patch=(10, 3), scheme="column")
     np.testing.assert_array_equal(hiding_masks_per_position(masks), [[1, 1, 0, 0, 0, 1, 1, 1, 1, 1]])
-    with pytest.raises(CoreError, match=r"3 patch positions are hidden by no mask, e\.g\. the patch at row 0, "
-                                        r"column 2"):
+    with pytest.raises(CoreError, match=r"3 patch positions are hidden by no mask, "
+                                        r"e\.g\. the patch at row 0, column 2"):
         verify_masks(masks)
     odd = MaskSet(visible=visible, t=1, mode="other", patch=(10, 3), scheme="column")  # type: ignore[arg-type]
     with pytest.raises(CoreError, match="unknown mask mode 'other'"):
