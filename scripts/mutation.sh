@@ -141,6 +141,6 @@ with open(work / "survivors.txt", "w") as out:
 PYTHON
 # The diff of every survivor, for the review.
 while read -r group name; do
-    (cd "$WORK/$group" && mutmut show "$name")
+    (cd "$WORK/$group" && mutmut show "$name" < /dev/null)
 done < "$WORK/survivors.txt" > "$WORK/survivors.diff" 2>&1 || true
 echo "survivor diffs: .mutation-work/survivors.diff"

@@ -43,6 +43,7 @@ def by_dependency(depends: np.ndarray):
 
     def resize_rows(array, rows):
         assert rows == depends.shape[0]
+        assert array.dtype == np.float32  # the AxisResize contract: images' float32 path
         return weights.astype(np.float32) @ array
 
     return resize_rows
