@@ -2,7 +2,7 @@
 # Mutation testing of the code the certificate rests on (issue 13), with mutmut. Not part of CI.
 #
 # Usage: scripts/mutation.sh [--max-children N] [--report] [GROUP...]
-#        GROUP: certify masks resize certifier (default: all); --report: only print the table of
+#        GROUP: certify geometry masks resize certifier (default: all); --report: only print the table of
 #        the last run(s) in .mutation-work
 #
 # * mutmut is installed into a private folder, .mutation-tools/ (gitignored), never into .venv;
@@ -27,7 +27,7 @@ WORK="$ROOT/.mutation-work"
 MAX_CHILDREN=2
 REPORT_ONLY=0
 SELECTED=()
-ALL_GROUPS=(certify masks resize certifier)
+ALL_GROUPS=(certify geometry masks resize certifier)
 while (($#)); do
     case "$1" in
         --max-children) MAX_CHILDREN="$2"; shift 2 ;;
@@ -42,7 +42,8 @@ done
 modules_of() {
     case "$1" in
         certify) echo demasked_ros/core/certify.py ;;
-        masks) echo demasked_ros/core/geometry.py demasked_ros/core/masks.py demasked_ros/core/masks_drs.py ;;
+        geometry) echo demasked_ros/core/geometry.py ;;
+        masks) echo demasked_ros/core/masks.py demasked_ros/core/masks_drs.py ;;
         resize) echo demasked_ros/core/resize.py ;;
         certifier) echo demasked_ros/engines/certifier.py ;;
         *) echo "unknown group $1 (groups: ${ALL_GROUPS[*]})" >&2; return 2 ;;
@@ -51,6 +52,7 @@ modules_of() {
 tests_of() {
     case "$1" in
         certify) echo tests/core/test_certify.py ;;
+        geometry) echo tests/core/test_masks.py tests/core/test_masks_drs.py ;;
         masks) echo tests/core/test_masks.py tests/core/test_masks_drs.py ;;
         resize) echo tests/core/test_resize.py tests/engines/test_resizing.py ;;
         certifier) echo tests/engines/test_certifier.py tests/engines/test_certifier_soundness.py ;;

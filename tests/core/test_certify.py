@@ -236,3 +236,15 @@ def test_error_messages_name_the_problem():
         recover_with_margin(np.zeros((3, 2, 2), np.float32), 1)
     with pytest.raises(CoreError, match="t must be >= 0, got -1"):
         recover_with_margin(np.zeros((3, 2, 2), int), -1)
+
+
+@pytest.mark.parametrize(("votes", "winner"), [
+    ([300, 300, -3], 300),          # labels far apart, one of them negative
+    ([-3, -3, 300, 7], -3),
+    ([0, 1000, 1000, 0, 1000], 1000),
+    ([-7, 500, 500, -7], -7),       # tie across a wide range: the smaller index
+])
+def test_vote_over_wide_and_negative_label_ranges(votes, winner):
+    branches = np.array(votes).reshape(len(votes), 1, 1)
+    assert recover(branches)[0][0, 0] == winner
+    assert recover_with_margin(branches, 0)[0][0, 0] == winner

@@ -320,8 +320,9 @@ def test_a_demasker_returning_the_wrong_type_fails_closed():
             return list(images)
 
     masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column")
-    for demasker in (Floats(), Listing()):
-        with pytest.raises(EngineError, match=r"^demasker returned .*expected uint8 \(5, 48, 64, 3\)"):
+    for demasker, returned in ((Floats(), r"\(5, 48, 64, 3\)"), (Listing(), "<class 'list'>")):
+        message = rf"^demasker returned {returned}, expected uint8 \(5, 48, 64, 3\)$"
+        with pytest.raises(EngineError, match=message):
             Certifier(colour_segmenter(), demasker, masks).certify(frame())
 
 
