@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Mutation testing of the code the certificate rests on (issue 13), with mutmut. Not part of CI.
 #
-# Usage: scripts/mutation.sh [--max-children N] [--report] [GROUP...]
-#        GROUP: certify geometry masks resize certifier (default: all); --report: only print the table of
-#        the last run(s) in .mutation-work
+# Usage: scripts/mutation.sh [--max-children N] [--report | --recheck] [GROUP...]
+#   GROUP      certify geometry masks resize certifier (default: all)
+#   --report   only print the table of the last run(s) in .mutation-work
+#   --recheck  after adding tests: rerun only the not-killed mutants of the last run with the
+#              current tests (refused if the mutated modules changed since that run)
 #
 # * mutmut is installed into a private folder, .mutation-tools/ (gitignored), never into .venv;
 #   the pinned versions below are installed there on the first run (needs PyPI once).
@@ -26,13 +28,15 @@ TOOLS="$ROOT/.mutation-tools"
 WORK="$ROOT/.mutation-work"
 MAX_CHILDREN=2
 REPORT_ONLY=0
+RECHECK=0
 SELECTED=()
 ALL_GROUPS=(certify geometry masks resize certifier)
 while (($#)); do
     case "$1" in
         --max-children) MAX_CHILDREN="$2"; shift 2 ;;
         --report) REPORT_ONLY=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --recheck) RECHECK=1; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) SELECTED+=("$1"); shift ;;
     esac
 done
@@ -80,17 +84,52 @@ mutmut() {
 # The mutated copy must be the one imported: no PYTHONPATH pointing at the checkout.
 export PYTHONPATH="$TOOLS" OMP_NUM_THREADS=1
 
+copy_tree() {  # copy_tree DEST PATHS...: tracked and untracked-but-not-ignored files
+    local dest="$1"; shift
+    git ls-files -z --cached --others --exclude-standard -- "$@" \
+        | while IFS= read -r -d '' path; do [[ -e "$path" ]] && printf '%s\0' "$path"; done \
+        | tar --null -T - -cf - | tar -xf - -C "$dest"
+}
+
 for group in "${SELECTED[@]}"; do
-    ((REPORT_ONLY)) && break
+    ((RECHECK)) || break
+    dir="$WORK/$group"
+    [[ -d "$dir/mutants" ]] || { echo "no previous run of group $group to recheck" >&2; exit 2; }
+    for module in $(modules_of "$group"); do
+        cmp -s "$module" "$dir/$module" || { echo "$module changed since the last run: rerun it" >&2; exit 2; }
+    done
+    mapfile -t names < <(cd "$dir" && "$PY" - <<'PYTHON'
+import json
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+for meta in Path("mutants").rglob("*.py.meta"):
+    for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        if status_by_exit_code[code] not in ("killed", "timeout", "segfault"):
+            print(name)
+PYTHON
+)
+    ((${#names[@]})) || continue
+    rm -rf "$dir/tests" "$dir/mutants/mutmut-stats.json"  # new tests: collect the call stats again
+    copy_tree "$dir" tests
+    start=$(date +%s)
+    if ! (cd "$dir" && HYPOTHESIS_STORAGE_DIRECTORY="$dir/.hypothesis" \
+            mutmut run --max-children "$MAX_CHILDREN" "${names[@]}" > mutmut-recheck.log 2>&1); then
+        tail -c 3000 "$dir/mutmut-recheck.log"; echo "recheck failed for group $group" >&2; exit 1
+    fi
+    echo "group $group: rechecked ${#names[@]} mutants in $(( $(date +%s) - start )) s"
+done
+
+for group in "${SELECTED[@]}"; do
+    ((REPORT_ONLY || RECHECK)) && break
     read -r -a modules <<< "$(modules_of "$group")"
     read -r -a tests <<< "$(tests_of "$group")"
     dir="$WORK/$group"
     # Scratch copy: tracked and untracked-but-not-ignored files of the package and the tests.
     rm -rf "$dir"
     mkdir -p "$dir"
-    git ls-files -z --cached --others --exclude-standard -- demasked_ros tests pyproject.toml setup.cfg \
-        | while IFS= read -r -d '' path; do [[ -e "$path" ]] && printf '%s\0' "$path"; done \
-        | tar --null -T - -cf - | tar -xf - -C "$dir"
+    copy_tree "$dir" demasked_ros tests pyproject.toml setup.cfg
     {
         echo
         echo "[tool.mutmut]"
