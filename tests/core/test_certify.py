@@ -48,10 +48,13 @@ def test_detection_unanimous_branches_that_disagree_with_f_are_not_verified():
     assert not detect(f, np.ones((3, 1, 1), dtype=np.int32))[0, 0]
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2)), np.zeros((0, 2, 2), int), np.zeros((3, 2, 2), float)])
+@pytest.mark.parametrize("bad", [np.zeros((2, 2)), np.zeros((0, 2, 2), int), np.zeros((3, 0, 2), int),
+                                 np.zeros((3, 2, 0), int), np.zeros((3, 2, 2), float)])
 def test_bad_branch_arrays_raise(bad):
     with pytest.raises(CoreError):
         recover(bad)
+    with pytest.raises(CoreError):
+        recover_with_margin(bad, 1)
 
 
 def test_detect_shape_mismatch_raises():
@@ -208,6 +211,10 @@ def test_exhaustive_margin_certificates_survive_every_rewrite_of_t_branches(k, t
     votes = all_votes(k, 3)
     labels, certified = recover_with_margin(votes, t)
     assert certified.any() == (k > 2 * t)
+    for index in range(votes.shape[2]):  # the rule itself, pixel by pixel: margin > 2t
+        counts = np.sort(np.bincount(votes[:, 0, index], minlength=3))[::-1]
+        assert certified[0, index] == (counts[0] - counts[1] > 2 * t), votes[:, 0, index]
+        assert labels[0, index] == reference_vote(votes[:, 0, index])
     for changed in itertools.combinations(range(k), t):
         for values in itertools.product(range(3), repeat=t):
             attacked = votes.copy()
