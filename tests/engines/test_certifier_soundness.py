@@ -347,3 +347,18 @@ def test_chunk_size_errors_and_masks_refusal_say_why():
     claimed = MaskSet(visible=good.visible, t=2, mode="recovery", patch=(6, 8), scheme="column")
     with pytest.raises(EngineError, match=r"^refusing unsound masks: recovery column"):
         Certifier(colour_segmenter(), SolidFillDemasker(), claimed)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda image, masks: None, "<class 'NoneType'> branch labels, expected (5, 48, 64)"),
+    (lambda image, masks: good_labels(image, masks)[:-1], "(4, 48, 64) branch labels, expected (5, 48, 64)"),
+    (lambda image, masks: good_labels(image, masks).astype(np.float32),
+     "float32 branch labels, expected integers"),
+    (lambda image, masks: good_labels(image, masks) + 9, "branch labels outside 0..3"),
+])
+def test_executor_errors_say_what_was_returned(make, message):
+    masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column")
+    certifier = Certifier(colour_segmenter(), SolidFillDemasker(), masks, executor=FixedExecutor(make))
+    with pytest.raises(EngineError) as raised:
+        certifier.certify(frame())
+    assert str(raised.value) == f"executor returned {message}"
