@@ -269,3 +269,7 @@ def test_affected_and_hiding_counts_on_a_hand_made_set():
     np.testing.assert_array_equal(hiding_masks_per_position(masks), [
         [1, 2, 2, 2], [2, 2, 2, 2], [2, 2, 2, 1]])
     np.testing.assert_array_equal(window_sums(visible[2].astype(np.int32), (2, 2)), np.full((3, 4), 4))
+    # Counts are integer arrays (callers index and print them as counts).
+    assert masks_affected_per_position(masks).dtype == np.int32
+    assert hiding_masks_per_position(masks).dtype == np.int32
+    assert window_sums(visible[0], (2, 2)).dtype == np.int64

@@ -355,6 +355,8 @@ def test_chunk_size_errors_and_masks_refusal_say_why():
     (lambda image, masks: good_labels(image, masks).astype(np.float32),
      "float32 branch labels, expected integers"),
     (lambda image, masks: good_labels(image, masks) + 9, "branch labels outside 0..3"),
+    (lambda image, masks: np.full((masks.k, HEIGHT, WIDTH), len(CLASS_NAMES)), "branch labels outside 0..3"),
+    (lambda image, masks: np.full((masks.k, HEIGHT, WIDTH), -1), "branch labels outside 0..3"),
 ])
 def test_executor_errors_say_what_was_returned(make, message):
     masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column")
