@@ -364,3 +364,15 @@ def test_executor_errors_say_what_was_returned(make, message):
     with pytest.raises(EngineError) as raised:
         certifier.certify(frame())
     assert str(raised.value) == f"executor returned {message}"
+
+
+@pytest.mark.parametrize(("bad", "got"), [
+    (np.zeros((HEIGHT, WIDTH, 3), np.float32), "(48, 64, 3) float32"),
+    (np.zeros((HEIGHT, WIDTH - 1, 3), np.uint8), "(48, 63, 3) uint8"),
+    ([[0, 0, 0]], "<class 'list'> "),
+])
+def test_bad_frame_errors_say_what_was_given(bad, got):
+    masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column")
+    with pytest.raises(EngineError) as raised:
+        Certifier(colour_segmenter(), SolidFillDemasker(), masks).certify(bad)
+    assert str(raised.value) == f"frame must be uint8 (48, 64, 3) (the masks' size), got {got}"
