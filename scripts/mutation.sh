@@ -160,7 +160,7 @@ from mutmut.stats import status_by_exit_code
 
 work, groups = Path(sys.argv[1]), sys.argv[2:]
 killed_states = {"killed", "timeout", "segfault"}
-print(f"{'module':38s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'other':>5s} {'kill rate':>9s}")
+print(f"{'module':34s} {'mutants':>7s} {'checked':>7s} {'killed':>6s} {'survived':>8s} {'kill rate':>9s}")
 survivors = []
 for group in groups:
     for meta_path in sorted((work / group / "mutants").rglob("*.py.meta")):
@@ -170,11 +170,12 @@ for group in groups:
             continue
         counts = Counter(statuses.values())
         killed = sum(counts[s] for s in killed_states)
+        checked = len(statuses) - counts["not checked"]
         module = str(meta_path.relative_to(work / group / "mutants"))[: -len(".meta")]
-        print(f"{module:38s} {len(statuses):7d} {killed:6d} {counts['survived']:8d} "
-              f"{len(statuses) - killed - counts['survived']:5d} {100.0 * killed / len(statuses):8.1f}%")
-        survivors += [(group, n, s) for n, s in statuses.items() if s not in killed_states]
-print(f"\n{len(survivors)} not killed (each reviewed in docs/TESTING.md):")
+        rate = f"{100.0 * killed / checked:8.1f}%" if checked else "      -  "
+        print(f"{module:34s} {len(statuses):7d} {checked:7d} {killed:6d} {checked - killed:8d} {rate}")
+        survivors += [(group, n, s) for n, s in statuses.items() if s not in killed_states | {"not checked"}]
+print(f"\n{len(survivors)} checked and not killed (each reviewed in docs/TESTING.md):")
 with open(work / "survivors.txt", "w") as out:
     for group, name, status in sorted(survivors):
         print(f"  {name}  [{status}]")
