@@ -351,6 +351,8 @@ def test_chunk_size_errors_and_masks_refusal_say_why():
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda image, masks: None, "<class 'NoneType'> branch labels, expected (5, 48, 64)"),
+    (lambda image, masks: list(good_labels(image, masks)),
+     "<class 'list'> branch labels, expected (5, 48, 64)"),
     (lambda image, masks: good_labels(image, masks)[:-1], "(4, 48, 64) branch labels, expected (5, 48, 64)"),
     (lambda image, masks: good_labels(image, masks).astype(np.float32),
      "float32 branch labels, expected integers"),
