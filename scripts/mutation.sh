@@ -159,6 +159,7 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 work, groups = Path(sys.argv[1]), sys.argv[2:]
+work.mkdir(parents=True, exist_ok=True)
 killed_states = {"killed", "timeout", "segfault"}
 print(f"{'module':34s} {'mutants':>7s} {'checked':>7s} {'killed':>6s} {'survived':>8s} {'kill rate':>9s}")
 survivors = []
