@@ -19,7 +19,9 @@
 # * Prints the kill rate per module and the survivors; their diffs go to
 #   .mutation-work/survivors.diff. docs/TESTING.md reviews every survivor.
 #
-# About 20-30 minutes on 2 shared cores (everything runs under nice -n 19).
+# Measured on 2 cores shared with other jobs (load 10-15, nice -n 19): certify 30 min, geometry
+# 22 min, resize 7 min, certifier ~55 min, masks > 1 h; far less on an idle machine. Groups can
+# run separately (scripts/mutation.sh certify geometry ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
