@@ -223,10 +223,7 @@ class Certifier:
             raise
         except Exception as error:
             raise EngineError(f"branch failed: {type(error).__name__}: {error}") from error
-        expected = (self.masks.k, *image.shape[:2])
-        if not isinstance(branch_labels, np.ndarray) or branch_labels.shape != expected:
-            raise EngineError(f"executor returned {getattr(branch_labels, 'shape', type(branch_labels))} "
-                              f"branch labels, expected {expected}")
+        branch_labels = self._check_branch_labels(branch_labels)
         if aggregating is not None:
             labels, certified = self._check_aggregate(aggregated, image.shape[:2])
         elif self.mode == "recovery":
@@ -252,20 +249,39 @@ class Certifier:
         return CertificationResult(labels=labels, certified=certified, branch_labels=branch_labels,
                                    mode=self.mode, timings=timings)
 
-    @staticmethod
-    def _check_aggregate(aggregated: AggregatedBranches,
+    def _check_aggregate(self, aggregated: AggregatedBranches,
                          size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Fail closed on an aggregate of the wrong shape or type (never publish it)."""
+        """Fail closed on an aggregate of the wrong shape, type or label range (never publish it)."""
         labels, certified = getattr(aggregated, "labels", None), getattr(aggregated, "certified", None)
         if (not isinstance(labels, np.ndarray) or labels.shape != size
                 or not np.issubdtype(labels.dtype, np.integer)):
             raise EngineError(f"executor returned labels {getattr(labels, 'shape', type(labels))}, "
                               f"expected integer {size}")
+        classes = len(self.segmenter.class_names)
+        if labels.min() < 0 or labels.max() >= classes:
+            raise EngineError(f"executor returned labels outside 0..{classes - 1}")
         if not isinstance(certified, np.ndarray) or certified.shape != size or certified.dtype != bool:
             raise EngineError("executor returned a certificate "
                               f"{getattr(certified, 'shape', type(certified))} "
                               f"{getattr(certified, 'dtype', '')}, expected bool {size}")
         return labels, certified
+
+    def _check_branch_labels(self, branch_labels: object) -> np.ndarray:
+        """Fail closed unless the executor returned exactly K valid label maps of the frame's size.
+
+        A custom executor (e.g. on a GPU) is outside this module, so its output is checked here
+        rather than trusted: a missing or extra branch must never reach the vote.
+        """
+        expected = (self.masks.k, self.masks.height, self.masks.width)
+        if not isinstance(branch_labels, np.ndarray) or branch_labels.shape != expected:
+            raise EngineError(f"executor returned {getattr(branch_labels, 'shape', type(branch_labels))} "
+                              f"branch labels, expected {expected}")
+        if not np.issubdtype(branch_labels.dtype, np.integer):
+            raise EngineError(f"executor returned {branch_labels.dtype} branch labels, expected integers")
+        classes = len(self.segmenter.class_names)
+        if branch_labels.min() < 0 or branch_labels.max() >= classes:
+            raise EngineError(f"executor returned branch labels outside 0..{classes - 1}")
+        return branch_labels
 
     def _check_frame(self, image: np.ndarray) -> None:
         expected = (self.masks.height, self.masks.width, 3)

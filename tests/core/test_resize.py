@@ -26,8 +26,58 @@ def test_identity_resize_keeps_the_patch():
     assert widened_patch((3, 4), (10, 10), (10, 10), lambda a, n: a[:n]) == (3, 4)
 
 
+def test_widened_patch_takes_each_axis_from_its_own_sizes():
+    # rows 12 -> 6 (factor 2), columns 30 -> 10 (factor 3)
+    assert widened_patch((3, 3), (12, 30), (6, 10), block_average) == (2, 2)
+    assert widened_patch((5, 4), (12, 30), (6, 10), block_average) == (3, 2)
+
+
+def test_a_patch_as_large_as_the_frame_is_allowed():
+    assert widened_extent(12, 12, 6, block_average) == 6
+    assert widened_extent(1, 1, 1, lambda a, n: a) == 1
+
+
+def by_dependency(depends: np.ndarray):
+    """A linear 'resize' whose output row i averages the source rows j with depends[i, j]."""
+    weights = depends / np.maximum(depends.sum(axis=1, keepdims=True), 1)
+
+    def resize_rows(array, rows):
+        assert rows == depends.shape[0]
+        assert array.dtype == np.float32  # the AxisResize contract: images' float32 path
+        return weights.astype(np.float32) @ array
+
+    return resize_rows
+
+
+def brute_widened_extent(patch: int, depends: np.ndarray) -> int:
+    """Widest span of output rows touched by any window of `patch` source rows (explicit loops)."""
+    target, source = depends.shape
+    widest = 0
+    for start in range(source - patch + 1):
+        rows = [i for i in range(target) if depends[i, start:start + patch].any()]
+        if rows:
+            widest = max(widest, rows[-1] - rows[0] + 1)
+    return max(widest, 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_widened_extent_matches_brute_force_for_arbitrary_operators(seed):
+    rng = np.random.default_rng(seed)
+    source, target = int(rng.integers(2, 15)), int(rng.integers(1, 12))
+    depends = rng.random((target, source)) < rng.uniform(0.05, 0.4)
+    if seed % 4 == 0:  # the last source pixel reaches furthest: the last window position matters
+        depends[:, :-1] = False
+        depends[:, -1] = True
+    np.testing.assert_array_equal(dependency_matrix(source, target, by_dependency(depends)), depends)
+    for patch in range(1, source + 1):
+        assert widened_extent(patch, source, target, by_dependency(depends)) == \
+            brute_widened_extent(patch, depends), (patch, depends.astype(int))
+
+
 def test_bad_patch_extent():
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=r"patch extent 0 must be in 1\.\.10"):
         widened_extent(0, 10, 5, block_average)
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=r"patch extent 11 must be in 1\.\.10"):
+        widened_extent(11, 10, 5, block_average)
+    with pytest.raises(CoreError, match=r"resize returned \(6, 6\), expected \(3, 6\)"):
         dependency_matrix(6, 3, lambda a, n: a)
