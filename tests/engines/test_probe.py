@@ -190,3 +190,19 @@ def test_certifier_refuses_or_falls_back(caplog):
     assert clean.probe is not None and clean.probe.independent
     with pytest.raises(EngineError):
         Certifier(colour_segmenter(), SolidFillDemasker(), masks, batch_probe="maybe")
+
+
+def test_isolation_check_alone_catches_a_model_consistent_with_single_calls():
+    """Batch-mates matter only when image 0 is black: the single-image check cannot see it."""
+    from demasked_ros.engines.segmenters import CallableSegmenter
+    from tests.tiny_models import colour_rule
+
+    def sneaky(images):
+        labels = colour_rule(images)
+        if len(images) > 1 and images[0].max() == 0:
+            labels[1:] = 0
+        return labels
+
+    verdict = probe_models(CallableSegmenter(sneaky, CLASS_NAMES), SolidFillDemasker())
+    assert not verdict.independent
+    assert all("changed when only branch 0" in p for p in verdict.problems), verdict.problems
