@@ -87,3 +87,27 @@ def widened_patch(patch: tuple[int, int], source_hw: tuple[int, int], target_hw:
         widened_extent(patch[0], source_hw[0], target_hw[0], resize_rows),
         widened_extent(patch[1], source_hw[1], target_hw[1], resize_rows),
     )
+
+
+def fit_within(frame_hw: tuple[int, int], max_pixels: int) -> tuple[int, int] | None:
+    """The largest size with the frame's aspect ratio and at most ``max_pixels`` pixels.
+
+    None when the frame already fits (certify at the camera size). Each side is at least 1 and
+    at most the frame's; the aspect ratio is kept up to rounding of each side down.
+
+    Raises:
+        CoreError: a non-positive frame size or pixel budget.
+    """
+    height, width = frame_hw
+    if min(height, width, max_pixels) < 1:
+        raise CoreError(f"need a positive frame size and pixel budget, got {frame_hw}, {max_pixels}")
+    if height * width <= max_pixels:
+        return None
+    scale = (max_pixels / (height * width)) ** 0.5
+    new_h, new_w = max(1, min(height, int(height * scale))), max(1, min(width, int(width * scale)))
+    while new_h * new_w > max_pixels:  # floating-point rounding at the boundary
+        if new_h * width >= new_w * height:
+            new_h -= 1
+        else:
+            new_w -= 1
+    return new_h, new_w

@@ -59,3 +59,26 @@ def test_uint8_impulses_see_every_channel():
 
     assert dependency_matrix(12, 6, leaky)[0, -1]
     assert not dependency_matrix(12, 6, block_average)[0, -1]
+
+
+@pytest.mark.parametrize(("frame", "budget", "expected"), [
+    ((2160, 3840), 640 * 480, (415, 739)), ((1080, 1920), 480 * 360, (311, 554)),
+    ((360, 480), 480 * 360, None), ((480, 640), 640 * 480, None), ((1000, 10), 100, (100, 1)),
+])
+def test_fit_within_keeps_the_aspect_and_the_budget(frame, budget, expected):
+    from demasked_ros.core.resize import fit_within
+
+    size = fit_within(frame, budget)
+    assert size == expected
+    if size is not None:
+        assert size[0] * size[1] <= budget
+        assert abs(size[0] / size[1] - frame[0] / frame[1]) < 0.01 * frame[0] / frame[1] + 1 / size[1]
+        # one more row or column (keeping the aspect) would not fit: the largest such size
+        assert (size[0] + 1) * (size[1] + 1) > budget
+
+
+def test_fit_within_rejects_bad_input():
+    from demasked_ros.core.resize import fit_within
+
+    with pytest.raises(CoreError):
+        fit_within((0, 10), 100)
