@@ -26,7 +26,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["demasked_ros", "demasked_ros.*"]),
-    package_data={"demasked_ros": ["models/*.onnx", "models/*.md", "py.typed"]},
+    package_data={"demasked_ros": ["models/*.onnx", "models/*.md", "py.typed", "apps/evaluate/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/demasked_ros"]),
         ("share/demasked_ros", ["package.xml"]),

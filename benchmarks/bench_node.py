@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demasked_ros.apps.ros_env import (
+from demasked_ros.rosio.ros_env import (
     ensure_interfaces_importable,
     ros_subprocess_env,
     start_ros_python,
@@ -86,7 +86,7 @@ def main() -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from demasked_ros.apps.image_codec import encode_rgb8
+    from demasked_ros.rosio.image_codec import encode_rgb8
 
     rclpy.init(args=[])
     bench = rclpy.create_node("bench_node")

@@ -15,30 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
-from demasked_ros.core.classes import CAMVID, ClassInfo
+from demasked_ros.apps.cli_args import patch_argument
+from demasked_ros.core.classes import CAMVID, ClassInfo, palette
 from demasked_ros.core.errors import CoreError
-from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T, MaskSet, detection_masks, recovery_masks
-from demasked_ros.core.threat import PatchSpec
+from demasked_ros.core.spec import DEFAULT_PATCH, MODES, CertSpec, schemes_for
 from demasked_ros.core.visualize import certification_image, colorize, overlay
 from demasked_ros.engines.errors import EngineError
-from demasked_ros.engines.factory import DEMASKER_NAMES, make_demasker
+from demasked_ros.engines.factory import (
+    DEMASKER_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SegmenterSpec,
+    make_demasker,
+    make_segmenter,
+)
 from demasked_ros.engines.protocols import Segmenter
 
 
 class CliError(Exception):
     """A user error: reported as one line, exit code 2."""
-
-
-def parse_patch(text: str) -> PatchSpec:
-    """``0.005`` (fraction of the image area) or ``30x40`` (height x width in pixels)."""
-    try:
-        if "x" in text:
-            height, width = text.lower().split("x")
-            return (int(height), int(width))
-        return float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"patch must be a fraction like 0.005 or HxW like 30x30, got {text!r}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean, 0-255 units")
     parser.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std, 0-255 units")
     parser.add_argument("--bgr", action="store_true", help="the model expects BGR channel order")
-    parser.add_argument("--mode", choices=["recovery", "detection"], default="recovery")
+    parser.add_argument("--mode", choices=MODES, default="recovery")
     parser.add_argument("--scheme", default=None,
-                        help=f"recovery: {sorted(RECOVERY_T)}; detection: {list(DETECTION_AXES)} "
-                             "(default column)")
-    parser.add_argument("--patch", type=parse_patch, default=None,
+                        help=f"recovery: {list(schemes_for('recovery'))}; "
+                             f"detection: {list(schemes_for('detection'))} (default column)")
+    parser.add_argument("--patch", type=patch_argument, default=None,
                         help="patch as a fraction of the image area or HxW pixels "
                              "(default 0.005 recovery, 0.01 detection)")
     parser.add_argument("--n-patches", type=int, default=1, help="independent patches (recovery)")
@@ -92,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     image = read_rgb(args.image)
     height, width = image.shape[:2]
-    masks = build_masks(args, height, width)
+    spec = build_spec(args)
+    masks = spec.masks(height, width)
     classes = resolve_classes(args.classes)
     segmenter = build_segmenter(args, classes)
     demasker = make_demasker(args.demasker, threads=args.threads)
@@ -126,19 +122,11 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def build_masks(args: argparse.Namespace, height: int, width: int) -> MaskSet:
-    """The mask set asked for on the command line."""
-    if args.mode == "recovery":
-        if args.band_width is not None:
-            raise CliError("--band-width is for detection masks")
-        patch = 0.005 if args.patch is None else args.patch
-        return recovery_masks(height, width, patch, args.scheme or "column", n_patches=args.n_patches,
-                              k=args.k)
-    if args.n_patches != 1:
-        raise CliError("--n-patches is for recovery masks")
-    patch = 0.01 if args.patch is None else args.patch
-    return detection_masks(height, width, patch, args.scheme or "column", k=args.k,
-                           mask_width=args.band_width)
+def build_spec(args: argparse.Namespace) -> CertSpec:
+    """The certification spec asked for on the command line (CoreError names a bad value)."""
+    patch = DEFAULT_PATCH[args.mode] if args.patch is None else args.patch
+    return CertSpec(mode=args.mode, scheme=args.scheme or "column", patch=patch, n_patches=args.n_patches,
+                    k=args.k, band_width=args.band_width)
 
 
 def resolve_classes(spec: str) -> ClassInfo:
@@ -157,19 +145,11 @@ def resolve_classes(spec: str) -> ClassInfo:
         names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
         if not names:
             raise CliError(f"--classes: {path} holds no class names")
-    rng = np.random.default_rng(0)
-    colors = tuple(tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in names)
-    return ClassInfo(names=names, colors=colors)  # type: ignore[arg-type]
+    return ClassInfo(names=names, colors=palette(len(names)))
 
 
 def build_segmenter(args: argparse.Namespace, classes: ClassInfo) -> Segmenter:
-    """The ONNX segmenter from the command line, or the packaged default."""
-    from demasked_ros.engines.segmenters import IMAGENET_MEAN, IMAGENET_STD, OnnxSegmenter
-
-    if args.model is None:
-        from demasked_ros.engines.defaults import default_segmenter
-
-        return default_segmenter(providers=tuple(args.providers), threads=args.threads)
+    """The segmenter from the command line (a model file), or the packaged default."""
     input_size = None
     if args.input_size:
         try:
@@ -177,10 +157,11 @@ def build_segmenter(args: argparse.Namespace, classes: ClassInfo) -> Segmenter:
         except ValueError as error:
             raise CliError(f"--input-size must be HxW, got {args.input_size!r}") from error
         input_size = (h, w)
-    return OnnxSegmenter(args.model, classes.names, input_size=input_size,
-                         mean=args.mean or IMAGENET_MEAN, std=args.std or IMAGENET_STD,
-                         channel_order="BGR" if args.bgr else "RGB", providers=args.providers,
-                         intra_op_threads=args.threads)
+    spec = SegmenterSpec(name="default" if args.model is None else str(args.model), class_names=classes.names,
+                         input_size=input_size, mean=tuple(args.mean or IMAGENET_MEAN),
+                         std=tuple(args.std or IMAGENET_STD), channel_order="BGR" if args.bgr else "RGB",
+                         providers=tuple(args.providers), threads=args.threads)
+    return make_segmenter(spec)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,15 @@
-"""Class metadata (names, colours, ignore index) shared by segmenters, node and evaluator."""
+"""Class metadata (names, colours, ignore index) shared by segmenters, node, CLI and evaluator.
+
+It also owns the one palette for label sets without their own colours, so every app paints the
+same class in the same colour.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from demasked_ros.core.errors import CoreError
 
@@ -43,3 +50,21 @@ CAMVID = ClassInfo(
     ),
     ignore_index=11,
 )
+
+
+def palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """``count`` distinct, deterministic RGB colours for label sets without their own colours."""
+    rng = np.random.default_rng(20240601)
+    colors = rng.integers(40, 256, size=(count, 3))
+    return tuple((int(r), int(g), int(b)) for r, g, b in colors)
+
+
+def class_info_for(names: Sequence[str]) -> tuple[ClassInfo, int]:
+    """ClassInfo (names + colours) and ignore index for a segmenter's class names.
+
+    CamVid's names get CamVid's colours and void index; any other set gets :func:`palette`
+    colours and no ignore index (-1).
+    """
+    if tuple(names) == CAMVID.names:
+        return CAMVID, CAMVID.ignore_index
+    return ClassInfo(names=tuple(names), colors=palette(len(names)), ignore_index=-1), -1

@@ -5,7 +5,7 @@
 - :mod:`.camvid`: the CamVid folder reader, :func:`camvid_clip` (15 Hz clip), :func:`find_camvid_root`.
 - :mod:`.procedural`: deterministic street scenes with exact CamVid labels and a smooth "drive".
 
-Rosbag2 sources live with the evaluator (:mod:`demasked_ros.apps.evaluate.bagio`).
+Rosbag2 sources live with the evaluator (:mod:`demasked_ros.rosio.bagio`).
 """
 
 from demasked_ros.datasets.base import (

@@ -113,6 +113,25 @@ def strict_frames(records: Iterator[FrameRecord]) -> Iterator[Frame]:
         yield record
 
 
+class SourceBase:
+    """Base of this package's readers: ``len`` from :attr:`stamps_ns`, ``iter`` strict over records."""
+
+    @property
+    def stamps_ns(self) -> list[int]:
+        """Stamps of the records, in order (known without decoding any image)."""
+        raise NotImplementedError
+
+    def iter_records(self, indices: Container[int] | None = None) -> Iterator[FrameRecord]:
+        """Yield a :class:`Frame` or :class:`FrameError` per record (see :class:`FrameSource`)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.stamps_ns)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return strict_frames(self.iter_records())
+
+
 def check_frame_arrays(image: np.ndarray, labels: np.ndarray | None) -> None:
     """Validate a frame's arrays (RGB uint8 image, labels of the same H x W); raise DatasetError.
 

@@ -25,9 +25,9 @@ from demasked_ros.datasets.base import (
     Frame,
     FrameError,
     FrameRecord,
+    SourceBase,
     check_frame_arrays,
     register_layout,
-    strict_frames,
 )
 
 CAMVID_FPS = 30
@@ -94,7 +94,7 @@ class _Entry:
     stamp_ns: int
 
 
-class CamVidSource:
+class CamVidSource(SourceBase):
     """CamVid split as a :class:`~demasked_ros.datasets.base.FrameSource` (labels 0-10, void = 11).
 
     Args:
@@ -161,12 +161,6 @@ class CamVidSource:
     def names(self) -> list[str]:
         """File names of the selected frames, in order."""
         return [entry.name for entry in self._entries]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[Frame]:
-        return strict_frames(self.iter_records())
 
     def __repr__(self) -> str:
         return f"CamVidSource({str(self.root)!r}, split={self.split!r}, frames={len(self)})"

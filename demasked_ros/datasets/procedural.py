@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from demasked_ros.core.classes import CAMVID, ClassInfo
-from demasked_ros.datasets.base import DatasetError, Frame, FrameRecord, strict_frames
+from demasked_ros.datasets.base import DatasetError, Frame, FrameRecord, SourceBase
 
 SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, VOID = 0, 1, 2, 3, 4, 5, 6, 7, 8, 11
 
@@ -346,7 +346,7 @@ def street_scene(seed: int, height: int = 360, width: int = 480) -> tuple[np.nda
     return _Renderer(seed, height, width).render(_build_street(seed, 0.0), 0.0, 0.0)
 
 
-class ProceduralSource:
+class ProceduralSource(SourceBase):
     """A smooth procedural drive as a :class:`~demasked_ros.datasets.base.FrameSource`.
 
     The camera moves down the street at ``speed_mps`` and moving cars at their own lane speed, so
@@ -373,9 +373,6 @@ class ProceduralSource:
 
     def __len__(self) -> int:
         return self.n_frames
-
-    def __iter__(self) -> Iterator[Frame]:
-        return strict_frames(self.iter_records())
 
     def __repr__(self) -> str:
         return (f"ProceduralSource({self.n_frames}, seed={self.seed}, {self.width}x{self.height}, "

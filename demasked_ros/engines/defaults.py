@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from demasked_ros.core.classes import CAMVID, ClassInfo
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.factory import DEFAULT_DEMASKER_PATH, DEFAULT_SEGMENTER_PATH, MODELS_DIR
 from demasked_ros.engines.onnx_providers import resolve_providers
 from demasked_ros.engines.protocols import Demasker
-from demasked_ros.engines.segmenters import OnnxSegmenter
+from demasked_ros.engines.segmenters import IMAGENET_MEAN, IMAGENET_STD, OnnxSegmenter
 
 LOG = logging.getLogger(__name__)
 
-#: Folder of the packaged model files.
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-#: The default CamVid segmenter (see SEGMENTER_MODEL_CARD.md).
-DEFAULT_SEGMENTER_PATH = MODELS_DIR / "segmenter.onnx"
 #: Per-channel RGB mean/std in 0-255 units the default segmenter was trained with (its card says so).
-DEFAULT_SEGMENTER_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
-DEFAULT_SEGMENTER_STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
+DEFAULT_SEGMENTER_MEAN = IMAGENET_MEAN
+DEFAULT_SEGMENTER_STD = IMAGENET_STD
+__all__ = ["DEFAULT_SEGMENTER_PATH", "default_class_info", "default_demasker", "default_segmenter"]
 
 
 def default_class_info() -> ClassInfo:
@@ -69,7 +66,7 @@ def default_demasker(
     The fallback keeps certificates sound (any demasker does; it only changes how much gets
     certified) for installs that strip package data; the node reports the demasker in use.
     """
-    weights = MODELS_DIR / "demasker.onnx"
+    weights = MODELS_DIR / DEFAULT_DEMASKER_PATH.name  # MODELS_DIR read here, so tests can move it
     if not weights.is_file():
         from demasked_ros.engines.demaskers import TeleaDemasker
 

@@ -27,10 +27,9 @@ import onnxruntime as ort
 
 from demasked_ros.engines.demaskers import hide_masked
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.factory import DEFAULT_DEMASKER_PATH
 from demasked_ros.engines.onnx_graph import check_inference_graph
 
-#: Where the default model ships inside the package.
-DEFAULT_DEMASKER_PATH = Path(__file__).resolve().parents[1] / "models" / "demasker.onnx"
 #: Graph input/output names written by ``demasked_ros.training.demasker_train.export_onnx``.
 IMAGE_INPUT, VISIBLE_INPUT = "image", "visible"
 #: Metadata key holding the stride that H and W must be padded to (16 when absent).

@@ -29,15 +29,16 @@ def touches_visible(plane: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     """Brute force, independent of the integral-image code: does each patch position see a visible pixel?"""
     ph, pw = patch
     across = sliding_window_view(plane, pw, axis=1).any(axis=-1)
-    return sliding_window_view(across, ph, axis=0).any(axis=-1)
+    return np.asarray(sliding_window_view(across, ph, axis=0).any(axis=-1))
 
 
 def brute_affected(masks: MaskSet) -> np.ndarray:
-    return sum(touches_visible(plane, masks.patch).astype(np.int32) for plane in masks.visible)
+    return np.sum([touches_visible(plane, masks.patch).astype(np.int32) for plane in masks.visible], axis=0)
 
 
 def brute_hidden(masks: MaskSet) -> np.ndarray:
-    return sum((~touches_visible(plane, masks.patch)).astype(np.int32) for plane in masks.visible)
+    hidden = [(~touches_visible(plane, masks.patch)).astype(np.int32) for plane in masks.visible]
+    return np.sum(hidden, axis=0)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

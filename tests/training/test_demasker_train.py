@@ -7,6 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def tiny_segmenter_checkpoint(path: Path) -> Path:
     from demasked_ros.training.segmenter_model import CompactSegNet
 
     torch.manual_seed(0)
-    config = {"widths": [8, 8, 8], "decoder_width": 8, "downscale": 2}
+    config: dict[str, Any] = {"widths": [8, 8, 8], "decoder_width": 8, "downscale": 2}
     net = CompactSegNet(widths=tuple(config["widths"]), decoder_width=config["decoder_width"])
     torch.save({"model": net.state_dict(), "config": config}, path)
     return path

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from demasked_ros.apps.cli_args import patch_argument
 from demasked_ros.apps.evaluate.config import (
     DEMASKERS,
     EvalConfig,
@@ -35,6 +36,8 @@ from demasked_ros.apps.evaluate.config import (
     load_config_file,
     unique,
 )
+from demasked_ros.apps.evaluate.engines import EngineFactory
+from demasked_ros.apps.evaluate.output_bag import BagOutput
 from demasked_ros.apps.evaluate.parallel import EvaluatorSpec, make_executor
 from demasked_ros.apps.evaluate.report import (
     ExampleWriter,
@@ -46,36 +49,19 @@ from demasked_ros.apps.evaluate.report import (
 )
 from demasked_ros.apps.evaluate.runner import (
     JSONL_NAME,
-    EngineFactory,
-    FrameOutcome,
     FrameSink,
     RunState,
     evaluate_frames,
     json_line,
     read_records,
 )
-from demasked_ros.core.classes import CAMVID, ClassInfo
-from demasked_ros.core.threat import PatchSpec
+from demasked_ros.core.classes import CAMVID
+from demasked_ros.core.spec import DEFAULT_PATCH
 from demasked_ros.datasets.base import DatasetError, FrameSource
 
-DEFAULT_PATCH = {"recovery": 0.005, "detection": 0.01}
 BAG_SUFFIXES = (".mcap", ".db3")
 OUTPUT_BAG = "output_bag"
 RUN_NAME = "run.json"
-NODE_TOPICS = {"labels": "/demasked_ros/labels", "certification": "/demasked_ros/certification",
-               "overlay": "/demasked_ros/overlay", "alert": "/demasked_ros/alert"}
-
-
-def parse_patch(text: str) -> PatchSpec:
-    """``0.005`` (fraction of the image area) or ``30x40`` (height x width in pixels)."""
-    try:
-        if "x" in text.lower():
-            height, width = text.lower().split("x")
-            return (int(height), int(width))
-        return float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"patch must be a fraction like 0.005 or HxW like 30x30, "
-                                         f"got {text!r}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", nargs="+", choices=["recovery", "detection"], default=["recovery"])
     parser.add_argument("--scheme", nargs="+", default=["column"],
                         help="recovery: column row 3-mask 4-mask drs-s drs-e; detection: column row block")
-    parser.add_argument("--patch", nargs="+", type=parse_patch, default=None,
+    parser.add_argument("--patch", nargs="+", type=patch_argument, default=None,
                         help="patch fraction(s) of the image area or HxW pixels "
                              "(default 0.005 recovery, 0.01 detection)")
     parser.add_argument("--config", default=None,
@@ -157,66 +143,13 @@ def open_input(text: str, image_topic: str | None, label_topic: str | None) -> F
     if not path.exists():
         raise EvaluationError(f"input {path} does not exist")
     if path.suffix in BAG_SUFFIXES or (path.is_dir() and (path / "metadata.yaml").is_file()):
-        from demasked_ros.apps.evaluate.bagio import AUTO, BagFrameSource
+        from demasked_ros.rosio.bagio import AUTO, BagFrameSource
 
         label = None if label_topic in (None, "none") else (AUTO if label_topic == "auto" else label_topic)
         return BagFrameSource(path, image_topic=image_topic, label_topic=label)
     from demasked_ros.datasets.base import open_dataset
 
     return open_dataset(path)
-
-
-class BagOutput:
-    """Sink writing the node's output topics for one configuration into a rosbag2.
-
-    Topics (the node's names, stamps of the input frames): ``/demasked_ros/labels`` (mono8/16 class
-    ids), ``/demasked_ros/certification`` (mono8, 255 = certified), ``/demasked_ros/overlay`` (rgb8)
-    and ``/demasked_ros/alert`` (``CertificationStatus`` of the interfaces package; failed frames go out with
-    alert = true and the error, fail-closed like the node).
-    """
-
-    def __init__(self, path: Path, config: EvalConfig, class_info: ClassInfo, storage: str) -> None:
-        from demasked_ros.apps.evaluate.bagio import CERTIFICATION_STATUS_TYPE, BagWriter
-
-        self.config, self.class_info = config, class_info
-        self.status_type = CERTIFICATION_STATUS_TYPE
-        self.writer = BagWriter(path, storage, class_info=class_info, overwrite=True)
-        self.writer.open()
-
-    def wants_arrays(self, index: int) -> bool:
-        """Every frame."""
-        return True
-
-    def write(self, outcome: FrameOutcome) -> None:
-        """Write the four topics of one frame."""
-        from demasked_ros.core.visualize import certification_image, overlay
-
-        result = outcome.results.get(self.config.config_id)
-        if result is None:
-            return
-        record, stamp = result.record, outcome.stamp_ns
-        labels, certified, frame = result.labels, result.certified, outcome.frame
-        ok = labels is not None and certified is not None and frame is not None
-        if labels is not None and certified is not None and frame is not None:
-            self.writer.write_labels(NODE_TOPICS["labels"], stamp, labels)
-            self.writer.write_labels(NODE_TOPICS["certification"], stamp, certification_image(certified))
-            self.writer.write_image(NODE_TOPICS["overlay"], stamp,
-                                    overlay(frame.image, labels, certified, self.class_info.colors))
-        patch = record.get("patch_px") or [0, 0]
-        self.writer.write_fields(
-            NODE_TOPICS["alert"], self.status_type, stamp, frame_id="camera",
-            mode=0 if self.config.mode == "recovery" else 1, scheme=self.config.scheme,
-            patch_height=int(patch[0]), patch_width=int(patch[1]),
-            k=int(record.get("k") or 0), t=int(record.get("t") or 0),
-            certified_fraction=float(record.get("certified_fraction") or 0.0) if ok else 0.0,
-            alert=bool(record.get("alert", True)) if ok else True,
-            alerted_fraction=float(record.get("alert_fraction") or 1.0) if ok else 1.0,
-            latency_ms=1000 * float(record.get("latency_s") or 0.0),
-            error_code=0 if ok else 1, error_text="" if ok else str(record.get("error", "")))
-
-    def close(self) -> None:
-        """Finish the bag (metadata)."""
-        self.writer.close()
 
 
 def describe(engine: object) -> str:

@@ -36,12 +36,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from demasked_ros.core.errors import CoreError
-from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T, MaskSet, detection_masks, recovery_masks
-from demasked_ros.core.masks_drs import drs_column_masks, drs_parameters_for_width
+from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.spec import DRS_SCHEMES, MODES, CertSpec, patch_label, schemes_for
 from demasked_ros.core.threat import PatchSpec
+from demasked_ros.engines.factory import DEMASKER_NAMES
 
 
 class EvaluationError(ValueError):
@@ -52,9 +53,8 @@ class EvaluationError(ValueError):
     """
 
 
-MODES = ("recovery", "detection")
-DRS_SCHEMES = ("drs-s", "drs-e")
-DEMASKERS = ("telea", "ns", "solid", "learned", "default")
+DEMASKERS = DEMASKER_NAMES
+__all__ = ["DRS_SCHEMES", "MODES", "EvalConfig", "EvaluationError", "GridSpec", "patch_label"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,6 @@ class EvalConfig:
     drs_stride: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise EvaluationError(f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
-        allowed = (*RECOVERY_T, *DRS_SCHEMES) if self.mode == "recovery" else DETECTION_AXES
-        if self.scheme not in allowed:
-            raise EvaluationError(
-                f"scheme {self.scheme!r} is not valid for {self.mode}; choose one of {list(allowed)}")
         if self.scheme == "drs-s" and self.demasker != "solid":
             object.__setattr__(self, "demasker", "solid")  # DRS-S is defined without demasking
         if self.demasker not in DEMASKERS:
@@ -102,11 +96,17 @@ class EvalConfig:
         if not isinstance(self.segmenter, str) or not self.segmenter:
             raise EvaluationError(f"segmenter must be 'default', a .onnx path or a registered name, "
                                   f"got {self.segmenter!r}")
-        object.__setattr__(self, "patch", _normalise_patch(self.patch))
-        for name in ("n_patches", "k", "mask_width", "drs_width", "drs_stride"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "patch", self.spec.patch)
+
+    @property
+    def spec(self) -> CertSpec:
+        """The certification spec of this configuration (validated; EvaluationError if invalid)."""
+        try:
+            return CertSpec(mode=self.mode, scheme=self.scheme, patch=self.patch, n_patches=self.n_patches,
+                            k=self.k, band_width=self.mask_width, drs_width=self.drs_width,
+                            drs_stride=self.drs_stride)
+        except CoreError as error:
+            raise EvaluationError(str(error)) from error
 
     @property
     def config_id(self) -> str:
@@ -138,30 +138,11 @@ class EvalConfig:
         Raises:
             EvaluationError: when the patch or scheme does not fit the image.
         """
+        spec = self.spec
         try:
-            if self.scheme in DRS_SCHEMES:
-                band, stride = drs_parameters_for_width(width)
-                return drs_column_masks(height, width, self.patch, self.drs_width or band,
-                                        self.drs_stride or stride)
-            if self.mode == "recovery":
-                return recovery_masks(height, width, self.patch, self.scheme, self.n_patches, self.k)
-            return detection_masks(height, width, self.patch, self.scheme, self.k, self.mask_width)
+            return spec.masks(height, width)
         except CoreError as error:
             raise EvaluationError(f"configuration {self.config_id}: {error}") from error
-
-
-def _normalise_patch(patch: Any) -> PatchSpec:
-    if isinstance(patch, (list, tuple)):
-        if len(patch) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in patch):
-            raise EvaluationError(f"a pixel patch must be [height, width] integers, got {patch!r}")
-        return (int(patch[0]), int(patch[1]))
-    if isinstance(patch, bool) or not isinstance(patch, (int, float)):
-        raise EvaluationError(f"patch must be an area fraction or [height, width], got {patch!r}")
-    fraction = float(patch)
-    if not 0.0 < fraction <= 1.0:
-        raise EvaluationError(f"patch fraction must be in (0, 1] (0.005 = 0.5 %), got {patch!r}")
-    return fraction
-
 
 GRID_FIELDS = ("mode", "scheme", "patch", "demasker", "segmenter")
 
@@ -184,8 +165,7 @@ class GridSpec:
         product = itertools.product(self.modes, self.schemes, self.patches, self.demaskers,
                                     self.segmenters)
         for mode, scheme, patch, demasker, segmenter in product:
-            valid = (*RECOVERY_T, *DRS_SCHEMES) if mode == "recovery" else DETECTION_AXES
-            if mode in MODES and scheme not in valid and len(self.schemes) > 1:
+            if mode in MODES and scheme not in schemes_for(mode, drs=True) and len(self.schemes) > 1:
                 continue
             configs.append(EvalConfig(mode=mode, scheme=scheme, patch=patch, demasker=demasker,
                                       segmenter=segmenter, **self.extras))
@@ -304,45 +284,16 @@ PRESETS["paper"] = {"configurations": [entry for name in ("table1", "ablation", 
                                        for entry in PRESETS[name]["configurations"]]}
 
 
-def patch_label(patch: PatchSpec) -> str:
-    """``0.5 %`` or ``30x30 px`` for reports."""
-    if isinstance(patch, tuple):
-        return f"{patch[0]}x{patch[1]} px"
-    return f"{100 * patch:g} %"
-
-
 #: The paper's numbers for comparison rows in reports: (mode, scheme, patch fraction, demasking?) ->
-#: [(where, mIoU, big mR, big cmR, all mR, all cmR, %C, FAR)]. Table 1 (ADE20K / BEiT-B and
-#: COCO-Stuff-10K / PSPNet, ZITS demasking), Table 7 (ADE20K / Swin, 200 images, with and without
-#: demasking; mIoU and mR of the detection rows do not depend on demasking) and Table 10 (DRS-S).
+#: [(where, mIoU, big mR, big cmR, all mR, all cmR, %C, FAR)], read from ``paper_results.json``: Table 1
+#: (ADE20K / BEiT-B and COCO-Stuff-10K / PSPNet, ZITS demasking), Table 7 (ADE20K / Swin, 200 images,
+#: with and without demasking; mIoU and mR of the detection rows do not depend on demasking) and
+#: Table 10 (DRS-S).
 PaperRow = tuple[str, float, float, float, float, float, float, float | None]
 PAPER_RESULTS: dict[tuple[str, str, float, bool], list[PaperRow]] = {
-    ("detection", "column", 0.01, True): [
-        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 57.33, 64.45, 32.55, 63.55, 20.04),
-        ("COCO10K PSPNet (T1)", 37.76, 71.71, 56.86, 49.65, 26.80, 47.09, 21.43),
-        ("ADE20K Swin (T7)", 38.56, 67.25, 58.85, 53.37, 23.35, 62.89, None)],
-    ("detection", "row", 0.01, True): [
-        ("ADE20K BEiT-B (T1)", 53.08, 70.92, 50.05, 64.45, 26.65, 58.34, 25.24),
-        ("COCO10K PSPNet (T1)", 37.76, 71.71, 51.05, 49.65, 23.51, 42.78, 25.74)],
-    ("recovery", "column", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 24.92, 60.77, 41.26, 29.84, 12.98, 46.22, None),
-        ("COCO10K PSPNet (T1)", 21.94, 61.56, 36.67, 29.94, 11.13, 29.51, None),
-        ("ADE20K Swin (T7)", 19.09, 66.03, 52.71, 23.02, 12.66, 47.05, None)],
-    ("recovery", "row", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 16.33, 46.91, 16.72, 19.51, 4.83, 31.71, None),
-        ("COCO10K PSPNet (T1)", 18.87, 58.04, 20.90, 26.16, 6.14, 19.31, None)],
-    ("recovery", "3-mask", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 19.90, 56.90, 26.51, 23.86, 7.54, 38.64, None),
-        ("COCO10K PSPNet (T1)", 18.82, 59.26, 29.00, 25.85, 7.56, 25.21, None)],
-    ("recovery", "4-mask", 0.005, True): [
-        ("ADE20K BEiT-B (T1)", 18.82, 52.96, 23.75, 22.56, 5.87, 34.36, None),
-        ("COCO10K PSPNet (T1)", 17.46, 58.47, 23.63, 24.35, 5.51, 20.36, None)],
-    ("detection", "column", 0.01, False): [
-        ("ADE20K Swin (T7)", 38.56, 67.25, 19.49, 53.37, 3.09, 21.19, None)],
-    ("recovery", "column", 0.005, False): [
-        ("ADE20K Swin (T7)", 1.10, 15.09, 7.71, 1.79, 0.72, 18.59, None)],
-    ("recovery", "drs-s", 0.005, False): [
-        ("ADE20K Swin (T10)", 0.42, 11.35, 9.08, 1.04, 0.83, 28.01, None)],
+    (entry["mode"], entry["scheme"], entry["patch"], entry["demasking"]):
+        [cast(PaperRow, tuple(row)) for row in entry["rows"]]
+    for entry in json.loads(Path(__file__).with_name("paper_results.json").read_text())
 }
 
 

@@ -3,7 +3,7 @@
 Frames come from a dataset folder (``--dataset camvid --clip`` gives the CamVid 15 Hz clip) or from the
 procedural street generator (``--procedural N --seed S``). Frame ``i`` is stamped
 ``start + i / rate``; its label image (mono8, or mono16 for ids above 255) carries the same header
-stamp, so :class:`~demasked_ros.apps.evaluate.bagio.BagFrameSource` pairs them exactly.
+stamp, so :class:`~demasked_ros.rosio.bagio.BagFrameSource` pairs them exactly.
 
 Exit codes: 0 written; 1 written but some frames could not be read (listed, and missing from the bag);
 2 bad arguments or input data; 3 the bag could not be written; 130 interrupted (what was written is a
@@ -23,10 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from demasked_ros.apps.evaluate.bagio import STORAGES, BagError, BagWriter
 from demasked_ros.datasets.base import DatasetError, FrameError, FrameSource, open_dataset, registered_layouts
 from demasked_ros.datasets.camvid import CamVidSource, camvid_clip, find_camvid_root
 from demasked_ros.datasets.procedural import ProceduralSource
+from demasked_ros.rosio.bagio import STORAGES, BagError, BagWriter
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_START_S = 1_700_000_000.0

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from demasked_ros.apps.evaluate.config import EvalConfig, EvaluationError
-from demasked_ros.apps.evaluate.runner import EngineFactory, FrameEvaluator, FrameOutcome
+from demasked_ros.apps.evaluate.engines import EngineFactory
+from demasked_ros.apps.evaluate.runner import FrameEvaluator, FrameOutcome
 from demasked_ros.datasets.base import Frame, FrameRecord
 
 Job = tuple[FrameRecord, list[str], bool]

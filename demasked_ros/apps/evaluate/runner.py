@@ -15,18 +15,18 @@ which each worker builds once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 
 from demasked_ros.apps.evaluate.config import EvalConfig, EvaluationError
+from demasked_ros.apps.evaluate.engines import EngineFactory
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.metrics import CertificationMetrics, frame_statistics, summarise_frame
 from demasked_ros.datasets.base import Frame, FrameError, FrameRecord
@@ -35,92 +35,6 @@ from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.protocols import Demasker, Segmenter
 
 JSONL_NAME = "frames.jsonl"
-
-
-def _packaged_model(name: str) -> Path:
-    """Path of a model file shipped in ``demasked_ros/models`` (it may not exist)."""
-    return Path(__file__).resolve().parents[2] / "models" / name
-
-
-@dataclass(frozen=True)
-class EngineFactory:
-    """Builds segmenters and demaskers by name; picklable, so each worker can rebuild them.
-
-    Built-in names: segmenters ``default`` (the packaged model) and ``*.onnx`` paths (read with
-    :class:`OnnxSegmenter` using ``class_names``); demaskers as in
-    :func:`~demasked_ros.engines.factory.make_demasker` (``default``, ``learned``, ``telea``, ``ns``,
-    ``solid``). ``segmenters`` / ``demaskers`` add or override names with zero-argument factories
-    (e.g. tests, plugins); they must be picklable for worker processes (module-level functions).
-    """
-
-    class_names: tuple[str, ...] = ()
-    segmenters: Mapping[str, Callable[[], Segmenter]] = field(default_factory=dict)
-    demaskers: Mapping[str, Callable[[], Demasker]] = field(default_factory=dict)
-    intra_op_threads: int = 1
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-
-    def segmenter(self, name: str) -> Segmenter:
-        """The segmenter called ``name``; EvaluationError when it cannot be built."""
-        if name in self.segmenters:
-            return self.segmenters[name]()
-        try:
-            if name == "default":
-                from demasked_ros.engines.defaults import default_segmenter
-
-                return cast(Segmenter, default_segmenter(providers=self.providers,
-                                                         threads=self.intra_op_threads))
-            if name.endswith(".onnx"):
-                from demasked_ros.engines.segmenters import OnnxSegmenter
-
-                if not self.class_names:
-                    raise EvaluationError(f"{name}: class names are unknown (input without a label set)")
-                from demasked_ros.engines.onnx_providers import resolve_providers
-
-                return cast(Segmenter, OnnxSegmenter(name, class_names=self.class_names,
-                                                     providers=resolve_providers(self.providers),
-                                                     intra_op_threads=self.intra_op_threads))
-        except ImportError as error:
-            raise EvaluationError(f"segmenter {name!r} is not available: {error}") from error
-        except EngineError as error:
-            raise EvaluationError(f"cannot load segmenter {name!r}: {error}") from error
-        raise EvaluationError(f"unknown segmenter {name!r}: use 'default' or a path to a .onnx file")
-
-    def fingerprint(self, config: EvalConfig) -> str:
-        """Short hash of the model files behind ``config`` (changes when a model is retrained).
-
-        Resume uses it to re-evaluate configurations whose models changed instead of mixing results.
-        """
-        digest = hashlib.sha256()
-        parts: list[str | Path] = []
-        if config.segmenter in self.segmenters:
-            parts.append(f"registered:{config.segmenter}")
-        elif config.segmenter == "default":
-            parts.append(_packaged_model("segmenter.onnx"))
-        else:
-            parts.append(Path(config.segmenter))
-        if config.demasker in self.demaskers:
-            parts.append(f"registered:{config.demasker}")
-        elif config.demasker in ("learned", "default"):
-            parts.append(_packaged_model("demasker.onnx"))
-        else:
-            parts.append(config.demasker)
-        for part in parts:
-            if isinstance(part, Path) and part.is_file():
-                digest.update(part.read_bytes())
-            else:
-                digest.update(f"{part}|".encode())
-        return digest.hexdigest()[:16]
-
-    def demasker(self, name: str) -> Demasker:
-        """The demasker called ``name`` (see :func:`~demasked_ros.engines.factory.make_demasker`)."""
-        if name in self.demaskers:
-            return self.demaskers[name]()
-        from demasked_ros.engines.factory import make_demasker
-
-        try:
-            return make_demasker(name, threads=self.intra_op_threads)
-        except (ImportError, EngineError, FileNotFoundError) as error:
-            raise EvaluationError(f"demasker {name!r} is not available: {error}") from error
 
 
 @dataclass

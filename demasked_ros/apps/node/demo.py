@@ -93,7 +93,7 @@ def _frames(source: str, count: int) -> tuple[str, Iterator[np.ndarray]]:
 
 def _prepare_environment() -> None:
     """Host-local ROS on a private domain, before rclpy is imported (the network rule)."""
-    from demasked_ros.apps.ros_env import ensure_interfaces_importable, ros_subprocess_env
+    from demasked_ros.rosio.ros_env import ensure_interfaces_importable, ros_subprocess_env
 
     domain = int(os.environ.get("ROS_DOMAIN_ID") or 100 + os.getpid() % 100)
     home = os.environ.get("ROS_HOME")
@@ -128,9 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from demasked_ros.apps.image_codec import encode_rgb8
     from demasked_ros.apps.node.demo_recorder import RawRecorder, topic_types
     from demasked_ros.apps.node.node import DemaskedNode
+    from demasked_ros.rosio.image_codec import encode_rgb8
 
     description, frames = _frames(args.source, args.frames)
     output = args.output or Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S")

@@ -1,8 +1,9 @@
 """Record serialized ROS messages straight into a rosbag2 (mcap) with rosbags, without decoding them.
 
 rclpy's ``raw=True`` subscriptions deliver the CDR bytes rosbag2 itself stores, so recording costs
-no (de)serialisation; the message definitions come from the evaluator's typestore (ROS 2 Kilted
-plus this package's interfaces), so Foxglove and ``ros2 bag`` can read the bag.
+no (de)serialisation; the message definitions come from :mod:`demasked_ros.rosio.typestore` (ROS 2
+Kilted plus this package's interfaces), so Foxglove and ``ros2 bag`` can read the bag. Topic names
+come from :mod:`demasked_ros.rosio.topics`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Any
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from demasked_ros.apps.evaluate.bagwriter import package_typestore
-
-NODE = "/demasked_ros"
+from demasked_ros.rosio import topics
+from demasked_ros.rosio.typestore import package_typestore
 
 
 def topic_types() -> dict[str, Any]:
@@ -27,9 +27,12 @@ def topic_types() -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
-    return {"/image": Image, f"{NODE}/labels": Image, f"{NODE}/certification": Image,
-            f"{NODE}/overlay": Image, f"{NODE}/alert": CertificationStatus,
-            f"{NODE}/class_info": ClassInfo, "/diagnostics": DiagnosticArray}
+    kinds: dict[str, Any] = {"/" + topics.input_topic("raw"): Image}
+    for name in topics.RESULT_TOPICS:
+        kinds[topics.node_topic(name)] = CertificationStatus if name == "alert" else Image
+    kinds[topics.node_topic(topics.CLASS_INFO_TOPIC)] = ClassInfo
+    kinds[topics.DIAGNOSTICS_TOPIC] = DiagnosticArray
+    return kinds
 
 
 def _type_name(kind: Any) -> str:

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import demasked_ros_interfaces.msg  # noqa: F401
     except ImportError:
-        from demasked_ros.apps.ros_env import RosEnvironmentError, ensure_interfaces_importable
+        from demasked_ros.rosio.ros_env import RosEnvironmentError, ensure_interfaces_importable
 
         try:
             ensure_interfaces_importable()

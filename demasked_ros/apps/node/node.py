@@ -17,65 +17,47 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
-from demasked_ros_interfaces.msg import CertificationStatus, ClassInfo
-from diagnostic_msgs.msg import DiagnosticArray
+from demasked_ros_interfaces.msg import CertificationStatus
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import ColorRGBA, Header
+from sensor_msgs.msg import CompressedImage
 
-from demasked_ros.apps.image_codec import (
-    ImageCodecError,
-    decode_compressed,
-    decode_raw,
-    encode_mono8,
-    encode_mono16,
-    encode_rgb8,
-)
 from demasked_ros.apps.node.diagnostics import NodeStatistics, diagnostic_array
 from demasked_ros.apps.node.models import LoadedModels, load_models
+from demasked_ros.apps.node.outputs import (
+    Frame,
+    class_info_message,
+    copy_header,
+    create_input,
+    create_publishers,
+    publish_image,
+    status_message,
+)
 from demasked_ros.apps.node.params import (
     NodeConfig,
     NodeConfigError,
     config_from_values,
-    declare_parameters,
-    read_parameters,
 )
-from demasked_ros.apps.node.regions import alert_regions
 from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
+from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
 from demasked_ros.apps.node.worker import LatestFrameWorker
 from demasked_ros.core.errors import CoreError
-from demasked_ros.core.visualize import certification_image, overlay
 from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.rosio import topics
+from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
+from demasked_ros.rosio.messages import (
+    Geometry,
+    failure_messages,
+    overlay_image,
+    result_messages,
+)
 
-DEFAULT_NODE_NAME = "demasked_ros"
+DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
-
-
-@dataclass
-class _Frame:
-    """A received message and when it arrived (monotonic seconds)."""
-
-    msg: Any
-    received: float
-    received_ns: int = 0
-    closed: bool = False
-    size: tuple[int, int] | None = None
-    started: float = field(default=0.0)
-    certify_started: float = field(default=0.0)
-    certify_ended: float = field(default=0.0)
 
 
 class DemaskedNode(LifecycleNode):
@@ -96,15 +78,15 @@ class DemaskedNode(LifecycleNode):
         self._models: LoadedModels | None = None
         self._certifier: FrameCertifier | None = None
         self._publish_lock = threading.Lock()
-        self._in_flight: _Frame | None = None
+        self._in_flight: Frame | None = None
         self._active = False
         self._state_name = "unconfigured"
         self._entities: list[Any] = []
         self._timers: list[Any] = []
         self._pubs: dict[str, Any] = {}
-        self._worker: LatestFrameWorker[_Frame] = LatestFrameWorker(
+        self._worker: LatestFrameWorker[Frame] = LatestFrameWorker(
             self._process_frame, self._on_worker_error, on_drop=lambda _: self.stats.count_dropped())
-        from demasked_ros.apps.ros_env import check_ros_environment
+        from demasked_ros.rosio.ros_env import check_ros_environment
 
         for finding in check_ros_environment(strict=False):  # a robot may talk to its network
             self.get_logger().warning(finding)
@@ -186,46 +168,15 @@ class DemaskedNode(LifecycleNode):
 
     # ----------------------------------------------------------------------------- topics
     def _create_entities(self, config: NodeConfig) -> None:
-        output_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=config.output_qos_depth,
-            reliability=(ReliabilityPolicy.RELIABLE if config.output_qos == "reliable"
-                         else ReliabilityPolicy.BEST_EFFORT))
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        topics = {"labels": Image, "certification": Image, "alert": CertificationStatus}
-        if config.publish_overlay:
-            topics["overlay"] = Image
-        for name, kind in topics.items():
-            self._pubs[name] = self.create_publisher(kind, f"~/{name}", output_qos)
-        self._pubs["class_info"] = self.create_publisher(ClassInfo, "~/class_info", latched)
-        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._pubs = create_publishers(self, config)
         self._entities.extend(self._pubs.values())
-        if config.input_qos == "sensor_data":
-            input_qos = QoSProfile(**_qos_kwargs(qos_profile_sensor_data, config.input_qos_depth))
-        else:
-            input_qos = QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=config.input_qos_depth,
-                reliability=(ReliabilityPolicy.RELIABLE if config.input_qos == "reliable"
-                             else ReliabilityPolicy.BEST_EFFORT))
-        if config.input_transport == "compressed":
-            self._entities.append(self.create_subscription(CompressedImage, "image/compressed",
-                                                           self._on_image, input_qos))
-        else:
-            self._entities.append(self.create_subscription(Image, "image", self._on_image, input_qos))
+        self._entities.append(create_input(self, config, self._on_image))
         self._timers.append(self.create_timer(config.diagnostics_period, self._publish_diagnostics))
         watchdog_period = max(0.005, min(0.05, config.frame_timeout / 4))
         self._timers.append(self.create_timer(watchdog_period, self._watchdog))
 
     def _publish_class_info(self, models: LoadedModels) -> None:
-        info = ClassInfo()
-        info.header.stamp = self.get_clock().now().to_msg()
-        info.class_names = list(models.class_info.names)
-        info.colors = [ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
-                       for r, g, b in models.class_info.colors]
-        info.ignore_index = models.ignore_index
-        info.model = models.model_name
-        self._pubs["class_info"].publish(info)
+        self._pubs["class_info"].publish(class_info_message(models, self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
         models, publisher = self._models, self._pubs.get("diagnostics")
@@ -243,10 +194,10 @@ class DemaskedNode(LifecycleNode):
         """Executor thread: count and hand over; never blocks on processing."""
         self.stats.count_received()
         if self._active:
-            self._worker.submit(_Frame(msg=msg, received=time.monotonic(),
+            self._worker.submit(Frame(msg=msg, received=time.monotonic(),
                                        received_ns=self.get_clock().now().nanoseconds))
 
-    def _process_frame(self, frame: _Frame) -> None:
+    def _process_frame(self, frame: Frame) -> None:
         """Worker thread: decode, certify, publish (or fail closed) one frame."""
         config, models = self.config, self._models
         if config is None or models is None:
@@ -280,7 +231,7 @@ class DemaskedNode(LifecycleNode):
         frame.certify_ended = time.monotonic()
         self._publish_result(frame, image, result, certifier, config, models)
 
-    def _decode(self, frame: _Frame, config: NodeConfig) -> np.ndarray:
+    def _decode(self, frame: Frame, config: NodeConfig) -> np.ndarray:
         msg = frame.msg
         if isinstance(msg, CompressedImage):
             return decode_compressed(msg.format, msg.data, config.max_image_pixels)
@@ -301,7 +252,7 @@ class DemaskedNode(LifecycleNode):
         self.get_logger().info(f"masks built: {certifier.plan.describe()}")
         return certifier
 
-    def _on_worker_error(self, frame: _Frame, error: BaseException) -> None:
+    def _on_worker_error(self, frame: Frame, error: BaseException) -> None:
         self.get_logger().error(f"internal error on a frame: {type(error).__name__}: {error}",
                                 throttle_duration_sec=_LOG_THROTTLE_S)
         self._fail(frame, CertificationStatus.ERROR_INTERNAL,
@@ -317,7 +268,16 @@ class DemaskedNode(LifecycleNode):
                        f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
 
     # ----------------------------------------------------------------------------- publishing
-    def _fail(self, frame: _Frame, code: int, text: str, timeout: bool = False) -> None:
+    def _geometry(self) -> Geometry:
+        """What the status reports: the threat model's patch (camera pixels), not the widened one."""
+        config, certifier = self.config, self._certifier
+        assert config is not None
+        if certifier is None:
+            return Geometry(config.mode, config.scheme)
+        return Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
+                        certifier.masks.t)
+
+    def _fail(self, frame: Frame, code: int, text: str, timeout: bool = False) -> None:
         """Publish a fail-closed alert (and an all-zero certification map when the size is known)."""
         with self._publish_lock:
             if frame.closed or not self._active or self.config is None:
@@ -325,88 +285,46 @@ class DemaskedNode(LifecycleNode):
             frame.closed = True  # no further output for this frame
             if code != CertificationStatus.ERROR_INVALID_INPUT:
                 self.stats.count_failed(text, timeout=timeout)
-            header = _copy_header(frame.msg.header)
-            status = self._status(header, frame.received)
-            status.certified_fraction, status.alert, status.alerted_fraction = 0.0, True, 1.0
-            status.error_code, status.error_text = code, text
-            if frame.size is not None:
-                height, width = frame.size
-                status.alert_regions = [RegionOfInterest(x_offset=0, y_offset=0, height=height, width=width)]
-                self._publish_image("certification", header, encode_mono8(np.zeros(frame.size, np.uint8)),
-                                    height, width)
-            self._pubs["alert"].publish(status)
+            header = copy_header(frame.msg.header)
+            messages = failure_messages(self._geometry(), code, text, frame.size)
+            if messages.certification is not None:
+                publish_image(self._pubs, "certification", header, messages.certification)
+            self._pubs["alert"].publish(status_message(header, messages, frame.received))
 
-    def _publish_result(self, frame: _Frame, image: np.ndarray, result: CertificationResult,
+    def _publish_result(self, frame: Frame, image: np.ndarray, result: CertificationResult,
                         certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
         """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
-        height, width = image.shape[:2]
-        labels_encoded = (encode_mono8(result.labels) if len(models.class_info.names) <= 255
-                          else encode_mono16(result.labels))
-        certified_img = encode_mono8(certification_image(result.certified))
-        regions = alert_regions(~result.certified, config.min_alert_region_area, config.max_alert_regions)
+        geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
+                            certifier.masks.t)
+        messages = result_messages(image, result.labels, result.certified, geometry,
+                                   models.class_info.colors, overlay_alpha=None,
+                                   min_region_area=config.min_alert_region_area,
+                                   max_regions=config.max_alert_regions)
+        assert messages.labels is not None and messages.certification is not None
         with self._publish_lock:
             self._in_flight = None
             if frame.closed or not self._active:
                 return  # a timeout alert went out already, or the node was deactivated
             frame.closed = True
-            header = _copy_header(frame.msg.header)
-            status = self._status(header, frame.received)
-            fraction = result.certified_fraction
-            status.certified_fraction = fraction
-            status.alert = bool(fraction < 1.0)
-            status.alerted_fraction = 1.0 - fraction
-            status.alert_regions = [RegionOfInterest(x_offset=r.x, y_offset=r.y, height=r.height,
-                                                     width=r.width) for r in regions]
-            status.error_code = CertificationStatus.ERROR_NONE
-            self._publish_image("labels", header, labels_encoded, height, width)
-            self._publish_image("certification", header, certified_img, height, width)
-            status.latency_ms = (time.monotonic() - frame.received) * 1000.0
+            header = copy_header(frame.msg.header)
+            publish_image(self._pubs, "labels", header, messages.labels)
+            publish_image(self._pubs, "certification", header, messages.certification)
+            status = status_message(header, messages, frame.received)
             self._pubs["alert"].publish(status)
             now_ns = self.get_clock().now().nanoseconds
             published = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         end_to_end = (now_ns - stamp_ns) / 1e9 if stamp_ns else status.latency_ms / 1000.0
+        fraction = messages.status["certified_fraction"]
         self.stats.record_result(end_to_end, status.latency_ms / 1000.0, result.timings.get("total", 0.0),
                                  fraction, queue_wait=frame.started - frame.received,
                                  transport=(frame.received_ns - stamp_ns) / 1e9 if stamp_ns else 0.0,
                                  decode=frame.certify_started - frame.started,
                                  post=published - frame.certify_ended)
         if config.publish_overlay:
-            marked = encode_rgb8(overlay(image, result.labels, result.certified, models.class_info.colors,
-                                         alpha=config.overlay_alpha))
+            marked = overlay_image(image, result.labels, result.certified, models.class_info.colors,
+                                   config.overlay_alpha)
             with self._publish_lock:
                 if self._active and "overlay" in self._pubs:
-                    self._publish_image("overlay", header, marked, height, width)
+                    publish_image(self._pubs, "overlay", header, marked)
 
-    def _status(self, header: Header, received: float) -> CertificationStatus:
-        status = CertificationStatus()
-        status.header = header
-        config, certifier = self.config, self._certifier
-        assert config is not None
-        status.mode = (CertificationStatus.MODE_RECOVERY if config.mode == "recovery"
-                       else CertificationStatus.MODE_DETECTION)
-        status.scheme = config.scheme
-        if certifier is not None:  # the threat model's patch (camera pixels), not the widened one
-            status.patch_height, status.patch_width = certifier.plan.patch
-            status.k, status.t = certifier.masks.k, certifier.masks.t
-        status.latency_ms = (time.monotonic() - received) * 1000.0
-        return status
-
-    def _publish_image(self, topic: str, header: Header, encoded: tuple[str, int, bytes], height: int,
-                       width: int) -> None:
-        encoding, step, data = encoded
-        msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0, step=step)
-        msg.data = data
-        self._pubs[topic].publish(msg)
-
-
-def _copy_header(header: Header) -> Header:
-    copy = Header()
-    copy.stamp.sec, copy.stamp.nanosec = header.stamp.sec, header.stamp.nanosec
-    copy.frame_id = header.frame_id
-    return copy
-
-
-def _qos_kwargs(profile: QoSProfile, depth: int) -> dict[str, Any]:
-    return {"history": profile.history, "reliability": profile.reliability,
-            "durability": profile.durability, "depth": depth}

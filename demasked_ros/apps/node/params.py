@@ -13,18 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T
+from demasked_ros.core.spec import MODES, RESIZE_INTERPOLATIONS, CertSpec
 from demasked_ros.core.threat import PatchSpec
+from demasked_ros.engines.factory import DEMASKER_NAMES, EXECUTOR_NAMES, SegmenterSpec
+from demasked_ros.rosio.topics import INPUT_QOS, OUTPUT_QOS, TRANSPORTS
 
-MODES = ("recovery", "detection")
-DEMASKERS = ("telea", "ns", "solid", "learned", "default")
-TRANSPORTS = ("raw", "compressed")
-INPUT_QOS = ("sensor_data", "best_effort", "reliable")
-OUTPUT_QOS = ("reliable", "best_effort")
-EXECUTORS = ("auto", "cpu", "cuda")
 CHANNEL_ORDERS = ("RGB", "BGR")
-RESIZE_INTERPOLATIONS = ("area", "linear", "nearest")
 
 
 class NodeConfigError(ValueError):
@@ -80,13 +77,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("channel_order", "RGB", "Channel order the ONNX model was trained with.",
               choices=CHANNEL_ORDERS),
     ParamSpec("demasker", "default", "Demasker: telea, ns, solid (no demasking), learned, or default "
-              "(learned when installed, else telea).", choices=DEMASKERS),
+              "(learned when installed, else telea).", choices=DEMASKER_NAMES),
     ParamSpec("providers", ["CPUExecutionProvider"], "ONNX Runtime execution providers in priority "
               "order (cpu, cuda, tensorrt or full names); a requested one that is not active is an "
               "error.", array_type="string"),
     ParamSpec("executor", "auto", "Branch executor: cpu (chunked), cuda (parallel CUDA streams), auto "
               "(cuda when available, else cpu; cuda falls back to cpu with a warning).",
-              choices=EXECUTORS),
+              choices=EXECUTOR_NAMES),
     ParamSpec("chunk_size", 0, "Branches per batch on the CPU executor (0: all K at once).", low=0,
               high=4096),
     ParamSpec("threads", 2, "CPU threads for inference and OpenCV (fixed for determinism).", low=1,
@@ -133,12 +130,7 @@ SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 class NodeConfig:
     """Validated node settings (see :data:`PARAMETERS` for the meaning of each field)."""
 
-    mode: str
-    scheme: str
-    patch: PatchSpec
-    n_patches: int
-    k: int | None
-    band_width: int | None
+    spec: CertSpec
     segmenter_model: str
     segmenter_plugin: str
     class_names: tuple[str, ...]
@@ -157,8 +149,6 @@ class NodeConfig:
     output_qos: str
     output_qos_depth: int
     expected_size: tuple[int, int] | None
-    working_size: tuple[int, int] | None
-    resize_interpolation: str
     max_image_pixels: int
     publish_overlay: bool
     overlay_alpha: float
@@ -167,13 +157,25 @@ class NodeConfig:
     frame_timeout: float
     diagnostics_period: float
 
+    # The threat model and masks are the spec's; these read it for logs, tests and diagnostics.
+    mode = property(lambda self: self.spec.mode, doc="Certification mode (the spec's).")
+    scheme = property(lambda self: self.spec.scheme, doc="Mask scheme (the spec's).")
+    patch = property(lambda self: self.spec.patch, doc="Patch at the camera size (the spec's).")
+    k = property(lambda self: self.spec.k, doc="Number of masks, None = smallest sound (the spec's).")
+    working_size = property(lambda self: self.spec.working_size, doc="Requested working size.")
+    resize_interpolation = property(lambda self: self.spec.interpolation, doc="Working-size resize.")
+
+    def segmenter_spec(self) -> SegmenterSpec:
+        """What :func:`~demasked_ros.engines.factory.make_segmenter` builds for this node."""
+        return SegmenterSpec(
+            name=self.segmenter_plugin or self.segmenter_model or "default",
+            class_names=self.class_names or CAMVID.names, input_size=self.input_size, mean=self.mean,
+            std=self.std, channel_order=self.channel_order, providers=self.providers, threads=self.threads)
+
     def describe(self) -> str:
         """One line for logs."""
         size = "first frame" if self.expected_size is None else "x".join(map(str, self.expected_size))
-        working = ("native" if self.working_size is None else
-                   "x".join(str(n or "auto") for n in self.working_size) + f" ({self.resize_interpolation})")
-        return (f"mode={self.mode} scheme={self.scheme} patch={self.patch} k={self.k or 'auto'} "
-                f"demasker={self.demasker} executor={self.executor} size={size} working={working}")
+        return (f"{self.spec.describe()} demasker={self.demasker} executor={self.executor} size={size}")
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
@@ -221,26 +223,11 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
     if unknown:
         raise NodeConfigError(f"unknown parameters {unknown}")
     v = {name: _check_type(spec, values.get(name, spec.default)) for name, spec in SPECS.items()}
-    mode, scheme = v["mode"], v["scheme"]
-    allowed = sorted(RECOVERY_T) if mode == "recovery" else list(DETECTION_AXES)
-    if scheme not in allowed:
-        raise NodeConfigError(f"scheme {scheme!r} is not valid in {mode} mode; choose one of {allowed}")
     if (v["patch_height"] == 0) != (v["patch_width"] == 0):
         raise NodeConfigError("give both patch_height and patch_width in pixels, or neither "
                               "(then patch_fraction applies)")
     patch: PatchSpec = ((v["patch_height"], v["patch_width"]) if v["patch_height"]
                         else v["patch_fraction"])
-    if mode == "detection" and v["n_patches"] != 1:
-        raise NodeConfigError("n_patches > 1 is only supported in recovery mode")
-    if mode == "recovery" and v["band_width"]:
-        raise NodeConfigError("band_width applies to detection mode only")
-    if v["k"] and v["band_width"]:
-        raise NodeConfigError("give either k or band_width, not both")
-    if mode == "recovery" and v["k"]:
-        minimum = 2 * v["n_patches"] * RECOVERY_T[scheme] + 1
-        if v["k"] < minimum:
-            raise NodeConfigError(f"k = {v['k']} is too small for {scheme} masks with n_patches = "
-                                  f"{v['n_patches']}: K must be >= 2*N*T+1 = {minimum}")
     if (v["input_height"] == 0) != (v["input_width"] == 0):
         raise NodeConfigError("give both input_height and input_width, or neither")
     if (v["expected_height"] == 0) != (v["expected_width"] == 0):
@@ -257,39 +244,30 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
     if working is None and v["resize_interpolation"] != SPECS["resize_interpolation"].default:
         raise NodeConfigError(f"resize_interpolation = {v['resize_interpolation']!r} has no effect "
                               "without working_height/working_width")
-    if expected is not None:
-        _check_patch_fits(expected, patch)
-        if expected[0] * expected[1] > v["max_image_pixels"]:
-            raise NodeConfigError(f"expected size {expected[0]}x{expected[1]} exceeds max_image_pixels")
-        if working is not None:
-            from demasked_ros.apps.node.resolution import resolve_working_size
-
-            resolve_working_size(working, expected)
+    if expected is not None and expected[0] * expected[1] > v["max_image_pixels"]:
+        raise NodeConfigError(f"expected size {expected[0]}x{expected[1]} exceeds max_image_pixels")
+    try:
+        spec = CertSpec(mode=v["mode"], scheme=v["scheme"], patch=patch, n_patches=v["n_patches"],
+                        k=v["k"] or None, band_width=v["band_width"] or None, working_size=working,
+                        interpolation=v["resize_interpolation"])
+        if expected is not None:
+            spec.check_frame(*expected)
+    except CoreError as error:
+        raise NodeConfigError(str(error)) from error
     return NodeConfig(
-        mode=mode, scheme=scheme, patch=patch, n_patches=v["n_patches"], k=v["k"] or None,
-        band_width=v["band_width"] or None, segmenter_model=v["segmenter_model"],
+        spec=spec, segmenter_model=v["segmenter_model"],
         segmenter_plugin=v["segmenter_plugin"], class_names=tuple(v["class_names"]),
         input_size=(v["input_height"], v["input_width"]) if v["input_height"] else None,
         mean=tuple(v["mean"]), std=tuple(v["std"]), channel_order=v["channel_order"],
         demasker=v["demasker"], providers=tuple(v["providers"]), executor=v["executor"],
         chunk_size=v["chunk_size"] or None, threads=v["threads"], input_transport=v["input_transport"],
         input_qos=v["input_qos"], input_qos_depth=v["input_qos_depth"], output_qos=v["output_qos"],
-        output_qos_depth=v["output_qos_depth"], expected_size=expected, working_size=working,
-        resize_interpolation=v["resize_interpolation"],
+        output_qos_depth=v["output_qos_depth"], expected_size=expected,
         max_image_pixels=v["max_image_pixels"], publish_overlay=v["publish_overlay"],
         overlay_alpha=v["overlay_alpha"], min_alert_region_area=v["min_alert_region_area"],
         max_alert_regions=v["max_alert_regions"], frame_timeout=v["frame_timeout"],
         diagnostics_period=v["diagnostics_period"],
     )
-
-
-def _check_patch_fits(size: tuple[int, int], patch: PatchSpec) -> None:
-    from demasked_ros.core.threat import patch_shape
-
-    try:
-        patch_shape(size[0], size[1], patch)
-    except CoreError as error:
-        raise NodeConfigError(str(error)) from error
 
 
 def defaults_yaml(node_name: str = "demasked_ros") -> str:
@@ -314,70 +292,3 @@ def _yaml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     return repr(value)
-
-
-def declare_parameters(node: Any) -> list[str]:
-    """Declare every parameter on an rclpy ``node`` with descriptors and ranges.
-
-    A value from ``--params-file`` or ``-p`` that ROS refuses (wrong type, out of range) does not
-    crash the constructor: the parameter falls back to its default and the problem is returned,
-    so that ``configure`` can fail with all the messages.
-    """
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-    from rclpy.parameter import Parameter
-
-    problems: list[str] = []
-    for spec in PARAMETERS:
-        descriptor = _descriptor(spec)
-        default: Any = spec.default
-        if spec.array_type == "string" and not default:
-            default = Parameter.Type.STRING_ARRAY  # an empty list cannot carry its type
-        try:
-            node.declare_parameter(spec.name, default, descriptor)
-        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
-            problems.append(f"parameter {spec.name!r}: {error}")
-            node.declare_parameter(spec.name, default, descriptor, ignore_override=True)
-    return problems
-
-
-def read_parameters(node: Any) -> dict[str, Any]:
-    """Current values of every declared parameter (unset string arrays read as empty lists)."""
-    from rclpy.exceptions import ParameterUninitializedException
-
-    values: dict[str, Any] = {}
-    for spec in PARAMETERS:
-        try:
-            value = node.get_parameter(spec.name).value
-        except ParameterUninitializedException:
-            value = []
-        values[spec.name] = list(value) if spec.array_type is not None else value
-    return values
-
-
-def _descriptor(spec: ParamSpec) -> Any:
-    from rcl_interfaces.msg import (
-        FloatingPointRange,
-        IntegerRange,
-        ParameterDescriptor,
-        ParameterType,
-    )
-
-    kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
-    if spec.array_type == "string":
-        kind = ParameterType.PARAMETER_STRING_ARRAY
-    elif spec.array_type == "double":
-        kind = ParameterType.PARAMETER_DOUBLE_ARRAY
-    else:
-        kind = kinds[type(spec.default)]
-    constraints = f"one of {list(spec.choices)}" if spec.choices else ""
-    descriptor = ParameterDescriptor(name=spec.name, type=kind, description=spec.description,
-                                     additional_constraints=constraints)
-    if spec.low is not None and spec.high is not None:
-        if isinstance(spec.default, int) and not isinstance(spec.default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
-                                                     step=1)]
-        elif isinstance(spec.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
-                                                                  to_value=float(spec.high), step=0.0)]
-    return descriptor

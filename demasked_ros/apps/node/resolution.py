@@ -22,41 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from demasked_ros.apps.node.models import LoadedModels, build_mask_set
+from demasked_ros.apps.node.models import LoadedModels
 from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
-from demasked_ros.core.threat import patch_shape
 from demasked_ros.engines.certifier import CertificationResult, Certifier
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
-
-
-def resolve_working_size(requested: tuple[int, int] | None,
-                         frame_hw: tuple[int, int]) -> tuple[int, int] | None:
-    """The working size for a ``frame_hw`` camera frame; None to certify at the camera size.
-
-    ``requested`` is ``(working_height, working_width)``; a 0 there follows the frame's aspect
-    ratio (rounded, at least 1). A working size equal to the frame is the camera size (None).
-
-    Raises:
-        NodeConfigError: a working size larger than the frame (resizing up only costs time).
-    """
-    if requested is None:
-        return None
-    frame_height, frame_width = frame_hw
-    height, width = requested
-    if height == 0:
-        height = max(1, (2 * frame_height * width + frame_width) // (2 * frame_width))
-    if width == 0:
-        width = max(1, (2 * frame_width * height + frame_height) // (2 * frame_height))
-    if height > frame_height or width > frame_width:
-        raise NodeConfigError(f"working size {height}x{width} is larger than the {frame_height}x"
-                              f"{frame_width} frame; working_height/working_width must not exceed "
-                              "the camera size (resizing up only costs time)")
-    if (height, width) == (frame_height, frame_width):
-        return None
-    return height, width
 
 
 @dataclass(frozen=True)
@@ -109,20 +81,32 @@ def plan_masks(config: NodeConfig, height: int, width: int) -> MaskPlan:
         NodeConfigError: a patch that does not fit the frame, a working size larger than the
             frame, or masks that cannot be built.
     """
+    spec = config.spec
     try:
-        patch = patch_shape(height, width, config.patch)
+        patch = spec.patch_px(height, width)
     except CoreError as error:
         raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error
-    working = resolve_working_size(config.working_size, (height, width))
-    if working is None:
-        return MaskPlan((height, width), patch, build_mask_set(config, height, width, patch), None)
     try:
-        resizer = FrameResizer((height, width), working, config.resize_interpolation)
+        working = spec.working_hw(height, width)
+    except CoreError as error:
+        raise NodeConfigError(str(error)) from error
+    if working is None:
+        return MaskPlan((height, width), patch, _masks(config, (height, width), patch), None)
+    try:
+        resizer = FrameResizer((height, width), working, spec.interpolation)
         widened = resizer.patch(patch)
     except (EngineError, CoreError) as error:
         raise NodeConfigError(f"cannot resize a {height}x{width} frame to {_size(working)}: "
                               f"{error}") from error
-    return MaskPlan((height, width), patch, build_mask_set(config, *working, patch=widened), resizer)
+    return MaskPlan((height, width), patch, _masks(config, working, widened), resizer)
+
+
+def _masks(config: NodeConfig, size: tuple[int, int], patch: tuple[int, int]) -> MaskSet:
+    """The spec's masks for a ``size`` frame and an explicit pixel ``patch``, as a NodeConfigError."""
+    try:
+        return config.spec.masks(size[0], size[1], patch)
+    except CoreError as error:
+        raise NodeConfigError(f"cannot build masks for a {_size(size)} frame: {error}") from error
 
 
 class FrameCertifier:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from demasked_ros.apps.evaluate.config import EvalConfig
+from demasked_ros.apps.evaluate.engines import EngineFactory
 from demasked_ros.apps.evaluate.parallel import EvaluatorSpec
-from demasked_ros.apps.evaluate.runner import EngineFactory
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.engines.segmenters import CallableSegmenter
 

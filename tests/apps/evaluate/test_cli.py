@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from demasked_ros.apps.evaluate import cli, runner
-from demasked_ros.apps.evaluate.bagio import (
+from demasked_ros.apps.evaluate.make_bag import main as make_bag
+from demasked_ros.apps.evaluate.output_bag import NODE_TOPICS
+from demasked_ros.core.classes import CAMVID
+from demasked_ros.datasets.procedural import ProceduralSource
+from demasked_ros.rosio.bagio import (
     CERTIFICATION_STATUS_TYPE,
     BagFrameSource,
     BagWriter,
     package_typestore,
 )
-from demasked_ros.apps.evaluate.make_bag import main as make_bag
-from demasked_ros.core.classes import CAMVID
-from demasked_ros.datasets.procedural import ProceduralSource
 from tests.tiny_models import write_conv_model
 
 FRAMES = 4
@@ -77,7 +78,7 @@ def test_bag_round_trip_gives_the_generator_numbers(storage, model, reference, t
             stamps.setdefault(connection.topic, []).append(stamp)
             if connection.topic == "/demasked_ros/alert":
                 alerts.append(package_typestore().deserialize_cdr(raw, connection.msgtype))
-    assert set(topics) == set(cli.NODE_TOPICS.values())
+    assert set(topics) == set(NODE_TOPICS.values())
     assert topics["/demasked_ros/alert"] == CERTIFICATION_STATUS_TYPE
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     recovery = [r for r in records if r["config"] == "recovery-column-3pct-solid-tiny11"]
@@ -209,4 +210,4 @@ def test_a_resumed_run_still_writes_a_complete_output_bag(model, reference, tmp_
 
     with Reader(out / cli.OUTPUT_BAG) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts == dict.fromkeys(cli.NODE_TOPICS.values(), FRAMES)
+    assert counts == dict.fromkeys(NODE_TOPICS.values(), FRAMES)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from demasked_ros.apps.evaluate.bagio import BagFrameSource
 from demasked_ros.apps.evaluate.make_bag import (
     DEFAULT_START_S,
     EXIT_BAD_INPUT,
@@ -21,6 +20,7 @@ from demasked_ros.apps.evaluate.make_bag import (
 )
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.datasets import CamVidSource, ProceduralSource
+from demasked_ros.rosio.bagio import BagFrameSource
 
 SMALL = ["--height", "36", "--width", "48"]
 

@@ -144,7 +144,7 @@ def image_msg(rgb: np.ndarray, encoding: str, stamp: tuple[int, int], frame_id: 
 
 def decode_output(msg: Any) -> np.ndarray:
     """Pixels of an output image (labels/certification as H x W, overlay as H x W x 3)."""
-    from demasked_ros.apps.image_codec import decode_labels, decode_raw
+    from demasked_ros.rosio.image_codec import decode_labels, decode_raw
 
     if msg.encoding == "rgb8":
         return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ros
 def test_demo_records_every_output_to_an_mcap_bag(ros_python, ros_env, ros_interfaces, tmp_path):
     from rosbags.rosbag2 import Reader
 
-    from demasked_ros.apps.evaluate.bagwriter import package_typestore
+    from demasked_ros.rosio.bagwriter import package_typestore
 
     bag = tmp_path / "bag"
     process = ros_python("-m", "demasked_ros.apps.node.demo", "--frames", "2", "--source", "procedural",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demasked_ros.apps.node.models import palette
 from demasked_ros.core import visualize
+from demasked_ros.core.classes import palette
 from demasked_ros.core.masks import recovery_masks
 from demasked_ros.core.visualize import certification_image
 from demasked_ros.datasets.procedural import street_scene

@@ -8,11 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from demasked_ros.apps.node.models import build_mask_set, choose_executor, class_info_for, palette
 from demasked_ros.apps.node.params import PARAMETERS, NodeConfigError, config_from_values, defaults_yaml
-from demasked_ros.apps.node.regions import alert_regions
+from demasked_ros.apps.node.resolution import plan_masks
 from demasked_ros.apps.node.worker import LatestFrameWorker
-from demasked_ros.core.classes import CAMVID
+from demasked_ros.core.classes import CAMVID, class_info_for, palette
+from demasked_ros.engines.factory import make_executor
+from demasked_ros.rosio.regions import alert_regions
 
 
 def test_defaults_validate_and_yaml_lists_every_parameter():
@@ -49,16 +50,16 @@ def test_invalid_values_are_named_in_the_error(values, message):
 
 
 def test_mask_sets_follow_the_config():
-    masks = build_mask_set(config_from_values({"scheme": "3-mask", "patch_height": 20, "patch_width": 30}),
-                           100, 120)
+    config = config_from_values({"scheme": "3-mask", "patch_height": 20, "patch_width": 30})
+    masks = config.spec.masks(100, 120)
     assert (masks.mode, masks.k, masks.t, masks.patch) == ("recovery", 7, 3, (20, 30))
-    detection = build_mask_set(config_from_values({"mode": "detection", "scheme": "row", "band_width": 50,
-                                                   "patch_height": 20, "patch_width": 20}), 100, 120)
+    detection = config_from_values({"mode": "detection", "scheme": "row", "band_width": 50,
+                                    "patch_height": 20, "patch_width": 20}).spec.masks(100, 120)
     assert detection.mode == "detection" and detection.band == (50, 120)
-    explicit = build_mask_set(config_from_values({"patch_fraction": 0.5}), 100, 120, patch=(7, 9))
+    explicit = config_from_values({"patch_fraction": 0.5}).spec.masks(100, 120, patch=(7, 9))
     assert explicit.patch == (7, 9)  # an explicit (widened) patch overrides the config's spec
     with pytest.raises(NodeConfigError, match="cannot build masks for a 10x10 frame"):
-        build_mask_set(config_from_values({"patch_height": 20, "patch_width": 20}), 10, 10)
+        plan_masks(config_from_values({"patch_height": 20, "patch_width": 20}), 10, 10)
 
 
 def test_executor_falls_back_to_cpu_without_a_gpu():
@@ -70,10 +71,10 @@ def test_executor_falls_back_to_cpu_without_a_gpu():
             self.lines.append(text)
 
     log = Log()
-    executor, name = choose_executor(config_from_values({"executor": "cuda"}), log)
+    executor, name = make_executor("cuda", None, log)
     assert executor is None and name.startswith("cpu-chunked") and "cuda unavailable" in name
     assert log.lines and "falling back to the CPU executor" in log.lines[0]
-    assert choose_executor(config_from_values({"executor": "cpu"}), log)[1] == "cpu-chunked(chunk_size=K)"
+    assert make_executor("cpu", None, log)[1] == "cpu-chunked(chunk_size=K)"
 
 
 def test_class_info_uses_camvid_colours_or_a_stable_palette():

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demasked_ros.apps.node.models import LoadedModels, class_info_for
+from demasked_ros.apps.node.models import LoadedModels
 from demasked_ros.apps.node.params import NodeConfigError, config_from_values
 from demasked_ros.apps.node.resolution import (
     FrameCertifier,
     build_frame_certifier,
     plan_masks,
-    resolve_working_size,
 )
+from demasked_ros.core.classes import class_info_for
+from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import detection_masks, recovery_masks
+from demasked_ros.core.spec import resolve_working_size
 from demasked_ros.core.threat import patch_shape
 from demasked_ros.datasets.procedural import street_scene
 from demasked_ros.engines.certifier import Certifier
@@ -46,9 +48,9 @@ def test_working_size_follows_the_aspect_ratio_when_one_side_is_given(requested,
 
 
 def test_working_size_larger_than_the_frame_is_rejected():
-    with pytest.raises(NodeConfigError, match="working size 100x133 is larger than the 96x128 frame"):
+    with pytest.raises(CoreError, match="working size 100x133 is larger than the 96x128 frame"):
         resolve_working_size((100, 0), (96, 128))
-    with pytest.raises(NodeConfigError, match="larger than"):
+    with pytest.raises(CoreError, match="larger than"):
         resolve_working_size((48, 200), (96, 128))
 
 

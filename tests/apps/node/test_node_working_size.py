@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demasked_ros.apps.node.models import palette
 from demasked_ros.core import visualize
+from demasked_ros.core.classes import palette
 from demasked_ros.core.masks import recovery_masks
 from demasked_ros.core.threat import patch_shape
 from demasked_ros.core.visualize import certification_image
@@ -28,7 +28,7 @@ def library_path(rgb: np.ndarray, working_hw: tuple[int, int]):
     """resize -> Certifier with masks for the widened original patch -> upscale (the reference)."""
     camera_hw = rgb.shape[:2]
     resizer = FrameResizer(camera_hw, working_hw, "area")
-    original = patch_shape(*camera_hw, 0.01)
+    original = patch_shape(camera_hw[0], camera_hw[1], 0.01)
     masks = recovery_masks(*working_hw, resizer.patch(original), "column")
     result = Certifier(colour_segmenter(), TeleaDemasker(), masks).certify(resizer.resize(rgb))
     labels = resizer.upscale_labels(result.labels)

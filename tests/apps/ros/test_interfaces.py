@@ -189,7 +189,7 @@ def test_two_process_pub_sub_on_localhost(rclpy_context: Any, ros_python: Any) -
 
 def test_publisher_process_cannot_start_with_network_discovery(ros_env: dict[str, str],
                                                              ros_python: Any) -> None:
-    from demasked_ros.apps.ros_env import RosEnvironmentError
+    from demasked_ros.rosio.ros_env import RosEnvironmentError
 
     with pytest.raises(RosEnvironmentError, match="ROS_AUTOMATIC_DISCOVERY_RANGE"):
         ros_python("-c", "pass", extra_env={"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})

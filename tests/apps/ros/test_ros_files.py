@@ -44,7 +44,8 @@ def test_params_file_loads_into_the_node_declarations(ros_interfaces: Path, ros_
     code = textwrap.dedent(
         f"""
         import rclpy
-        from demasked_ros.apps.node.params import declare_parameters, read_parameters, config_from_values
+        from demasked_ros.apps.node.params import config_from_values
+        from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
         rclpy.init(args=["x", "--ros-args", "--params-file", {str(PARAMS_FILE)!r}, "-p", "k:=9"])
         node = rclpy.create_node("demasked_ros")
         problems = declare_parameters(node)

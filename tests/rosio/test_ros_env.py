@@ -1,4 +1,4 @@
-"""demasked_ros.apps.ros_env: child ROS environments stay on this host and find the interfaces."""
+"""demasked_ros.rosio.ros_env: child ROS environments stay on this host and find the interfaces."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from demasked_ros.apps import ros_env
-from demasked_ros.apps.ros_env import (
+from demasked_ros.rosio import ros_env
+from demasked_ros.rosio.ros_env import (
     RosEnvironmentError,
     check_ros_environment,
     ros_subprocess_env,

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from demasked_ros.apps.evaluate.bagio import (
+from demasked_ros.core.classes import CAMVID
+from demasked_ros.datasets.base import DatasetError, FrameError, FrameSource
+from demasked_ros.datasets.procedural import ProceduralSource
+from demasked_ros.rosio.bagio import (
     CERTIFICATION_STATUS_TYPE,
     CLASS_INFO_TYPE,
     BagError,
@@ -17,9 +20,6 @@ from demasked_ros.apps.evaluate.bagio import (
     header_stamp_ns,
     package_typestore,
 )
-from demasked_ros.core.classes import CAMVID
-from demasked_ros.datasets.base import DatasetError, FrameError, FrameSource
-from demasked_ros.datasets.procedural import ProceduralSource
 
 STORAGES = ["mcap", "sqlite3"]
 BASE = 1_700_000_000 * 10**9

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from demasked_ros.apps.image_codec import (
+from demasked_ros.rosio.image_codec import (
     ImageCodecError,
     decode_compressed,
     decode_labels,

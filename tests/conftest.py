@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import pytest
 
-from demasked_ros.apps.ros_env import (
+from demasked_ros.rosio.ros_env import (
     REQUIRE_ROS_ENV,
     RosEnvironmentError,
     ensure_interfaces_importable,

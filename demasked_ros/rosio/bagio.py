@@ -25,7 +25,9 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from demasked_ros.apps.evaluate.bagwriter import (
+from demasked_ros.core.classes import ClassInfo
+from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, SourceBase
+from demasked_ros.rosio.bagwriter import (
     CERTIFICATION_STATUS_TYPE,
     CLASS_INFO_KEY,
     CLASS_INFO_TYPE,
@@ -41,14 +43,12 @@ from demasked_ros.apps.evaluate.bagwriter import (
     header_stamp_ns,
     package_typestore,
 )
-from demasked_ros.apps.image_codec import (
+from demasked_ros.rosio.image_codec import (
     ImageCodecError,
     decode_compressed,
     decode_labels,
     decode_raw,
 )
-from demasked_ros.core.classes import ClassInfo
-from demasked_ros.datasets.base import Frame, FrameError, FrameRecord, strict_frames
 
 __all__ = [
     "AUTO",
@@ -100,7 +100,7 @@ def _open_reader(path: Path) -> Reader:
     return reader
 
 
-class BagFrameSource:
+class BagFrameSource(SourceBase):
     """Frames (and optional labels) from a rosbag2 as a :class:`~demasked_ros.datasets.base.FrameSource`.
 
     The constructor indexes the bag (topic detection, header stamps, label matching) so that errors
@@ -229,12 +229,6 @@ class BagFrameSource:
     def stamps_ns(self) -> list[int]:
         """Header stamps of all frames, in bag order."""
         return [f.stamp_ns for f in self._frames]
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def __iter__(self) -> Iterator[Frame]:
-        return strict_frames(self.iter_records())
 
     def __repr__(self) -> str:
         return (f"BagFrameSource({str(self.path)!r}, image_topic={self.image_topic!r}, "
