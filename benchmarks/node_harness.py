@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demasked_ros.apps.ros_env import (
+from demasked_ros.rosio.ros_env import (
     ensure_interfaces_importable,
     ros_subprocess_env,
     start_ros_python,

@@ -23,6 +23,12 @@ A heavier user model needs a larger allowance (``activation_bytes_per_pixel``) o
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
+from typing import Any
+
 from demasked_ros.engines.errors import EngineError
 
 #: Default budget for one frame's working set: 1.5 GB.
@@ -66,3 +72,28 @@ def working_set_bytes(height: int, width: int, k: int, chunk: int,
     """Estimated peak working set of a frame run ``chunk`` branches at a time (for reports)."""
     return frame_bytes(height, width, k) + min(chunk, k) * branch_bytes(height, width,
                                                                         activation_bytes_per_pixel)
+
+
+def release_memory() -> bool:
+    """Hand freed memory back to the OS after a large frame: collect garbage, trim the C heap.
+
+    Why: numpy and ONNX Runtime free their buffers, but glibc keeps freed heap pages (and the
+    arenas of worker threads) mapped, so a node that saw one 4K frame stayed gigabytes larger.
+    ``malloc_trim(0)`` returns them. Returns True when the trim ran (glibc), False elsewhere.
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None on other C libraries."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "malloc_trim", None)

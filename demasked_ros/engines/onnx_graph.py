@@ -131,7 +131,7 @@ def check_inference_graph(path: str | Path) -> None:
     try:
         found = batch_statistics_ops(data)
     except EngineError as error:
-        raise EngineError(f"{path} is not a valid ONNX model: {error}") from error
+        raise EngineError(f"cannot load ONNX model {path}: not a valid ONNX file ({error})") from error
     if found:
         raise EngineError(
             f"{path} normalises with batch statistics ({len(found)} x {found[0]}): it was exported in "
