@@ -10,6 +10,12 @@ the certificate are copied back to the camera size with nearest-neighbour upscal
 pixel takes the label and certificate of exactly one working pixel, so a certified camera pixel's
 label cannot be changed by the original patch either.
 
+By default the working size is automatic: a frame with more than ``working_max_pixels`` pixels is
+resized, aspect kept, to the largest size within that budget (:func:`fit_within`); explicit
+``working_height/width`` override it, ``working_max_pixels: 0`` turns it off. Built certifiers are
+kept for the last few camera sizes (:class:`CertifierCache`), so alternating sizes do not rebuild
+masks each time.
+
 The threat model stays the user's: the patch is resolved at the camera size (``patch_fraction`` of
 the *original* area, or ``patch_height/width`` in original pixels) and that size is what the node
 reports; the widened patch only fixes the mask geometry.
@@ -17,7 +23,9 @@ reports; the widened patch only fixes the mask geometry.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +34,7 @@ from demasked_ros.apps.node.models import LoadedModels
 from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.resize import fit_within
 from demasked_ros.engines.certifier import CertificationResult, Certifier
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
@@ -88,6 +97,8 @@ def plan_masks(config: NodeConfig, height: int, width: int) -> MaskPlan:
         raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error
     try:
         working = spec.working_hw(height, width)
+        if spec.working_size is None and config.working_max_pixels:
+            working = fit_within((height, width), config.working_max_pixels)
     except CoreError as error:
         raise NodeConfigError(str(error)) from error
     if working is None:
@@ -132,21 +143,23 @@ class FrameCertifier:
         """The frame size this certifier accepts."""
         return self.plan.camera_hw
 
-    def certify(self, image: np.ndarray) -> CertificationResult:
+    def certify(self, image: np.ndarray, cancel: threading.Event | None = None) -> CertificationResult:
         """Labels and certificate for a camera-size frame, computed at the working size.
 
         ``branch_labels`` stay at the working size. Timings gain ``resize`` and ``upscale``.
+        ``cancel`` abandons the frame between branch chunks (see :meth:`Certifier.certify`).
 
         Raises:
-            EngineError: a frame of another size, or any branch failure (callers fail closed).
+            EngineError: a frame of another size, any branch failure or cancellation (callers
+                fail closed).
         """
         resizer = self.plan.resizer
         if resizer is None:
-            return self.certifier.certify(image)
+            return self.certifier.certify(image, cancel=cancel)
         start = time.perf_counter()
         working = resizer.resize(image)
         resized = time.perf_counter()
-        result = self.certifier.certify(working)
+        result = self.certifier.certify(working, cancel=cancel)
         certified = time.perf_counter()
         labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
         certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
@@ -167,9 +180,41 @@ def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
         EngineError: masks the Certifier refuses as unsound.
     """
     plan = plan_masks(config, height, width)
-    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=config.chunk_size,
-                          executor=models.executor)
+    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=models.chunk_size,
+                          executor=models.executor, memory_budget=config.memory_budget_bytes)
     return FrameCertifier(plan, certifier)
+
+
+class CertifierCache:
+    """The :class:`FrameCertifier` of the last ``size`` camera sizes, most recently used last.
+
+    Why: a stream that alternates sizes (two cameras on one topic, a fuzzer) rebuilt the masks on
+    every change and logged each rebuild. :attr:`built` counts the builds (for diagnostics).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.built = 0
+        self._items: OrderedDict[tuple[int, int], FrameCertifier] = OrderedDict()
+
+    def get(self, height: int, width: int) -> FrameCertifier | None:
+        """The cached certifier for this camera size (marked most recent), or None."""
+        certifier = self._items.get((height, width))
+        if certifier is not None:
+            self._items.move_to_end((height, width))
+        return certifier
+
+    def put(self, certifier: FrameCertifier) -> None:
+        """Remember a newly built certifier, dropping the least recently used beyond :attr:`size`."""
+        self.built += 1
+        self._items[certifier.camera_hw] = certifier
+        self._items.move_to_end(certifier.camera_hw)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every certifier."""
+        self._items.clear()
 
 
 def _size(hw: tuple[int, int]) -> str:
