@@ -65,8 +65,11 @@ from demasked_ros.rosio.messages import (
 
 DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
-#: After a frame with more pixels than this, freed memory is returned to the OS (malloc_trim).
+#: After a frame with more pixels than this, freed memory is returned to the OS (malloc_trim), and
+#: again after each of the next :data:`RELEASE_FOLLOWING` frames (the output queues and DDS
+#: histories let go of the large messages only as newer ones replace them).
 RELEASE_ABOVE_PIXELS = 2_000_000
+RELEASE_FOLLOWING = 8
 
 
 class DemaskedNode(LifecycleNode):
@@ -87,6 +90,7 @@ class DemaskedNode(LifecycleNode):
         self._models: LoadedModels | None = None
         self._certifier: FrameCertifier | None = None
         self._cache = CertifierCache()
+        self._releases_due = 0
         self._publish_lock = threading.Lock()
         self._in_flight: Frame | None = None
         self._active = False
@@ -215,6 +219,9 @@ class DemaskedNode(LifecycleNode):
             self._process(frame)
         finally:
             if frame.size is not None and frame.size[0] * frame.size[1] > RELEASE_ABOVE_PIXELS:
+                self._releases_due = RELEASE_FOLLOWING + 1
+            if self._releases_due > 0:
+                self._releases_due -= 1
                 release_memory()
 
     def _process(self, frame: Frame) -> None:
