@@ -57,14 +57,16 @@ class NodeUnderTest:
     Args:
         params: ROS parameters for the node (``-p name:=value``).
         compressed: publish ``sensor_msgs/CompressedImage`` on ``/image/compressed``.
-        domain: ROS domain id for both processes (host-local).
+        domain: ROS domain id for both processes (host-local); default ``$ROS_DOMAIN_ID``.
         reliable: publish with reliable QoS (the node's ``input_qos`` must be ``reliable``),
             else best-effort sensor-data QoS like a camera driver.
     """
 
     def __init__(self, params: dict[str, str], compressed: bool = False, domain: int | None = None,
                  quiet: bool = True, reliable: bool = False) -> None:
-        self.domain = domain if domain is not None else 150 + os.getpid() % 50
+        if domain is None:  # the caller's own domain id (ROS_DOMAIN_ID), else one from the pid
+            domain = int(os.environ.get("ROS_DOMAIN_ID") or 150 + os.getpid() % 50)
+        self.domain = domain
         env = ros_subprocess_env(self.domain)
         os.environ.update(env)  # this process joins the same private, host-local domain
         ensure_interfaces_importable()
