@@ -28,8 +28,8 @@ def test_batch_dependent_models_run_one_branch_per_call(caplog):
     batchy = EvalConfig("recovery", "column", 0.02, demasker="solid", segmenter="batchy")
     evaluator = FrameEvaluator([clean, batchy], factory, CAMVID.num_classes, CAMVID.ignore_index)
     with caplog.at_level(logging.WARNING):
-        assert evaluator.certifier(batchy, 48, 64).executor.chunk_size == 1  # type: ignore[attr-defined]
+        assert evaluator.certifier(batchy, 48, 64).executor.chunk_size == 1
     assert "one branch per call" in caplog.text
-    assert evaluator.certifier(clean, 48, 64).executor.chunk_size is None  # type: ignore[attr-defined]
+    assert evaluator.certifier(clean, 48, 64).executor.chunk_size is None
     assert evaluator.probes[("rule", "solid")].independent
     assert not evaluator.probes[("batchy", "solid")].independent

@@ -85,7 +85,7 @@ def test_batch_dependent_plugin_falls_back_to_one_branch_or_is_refused():
     assert models.chunk_size == 1 and models.executor is None
     assert ("batch_probe", "failed") in models.key_values()
     certifier = build_frame_certifier(config(segmenter_plugin=name), models, 60, 80)
-    assert certifier.certifier.executor.chunk_size == 1  # type: ignore[attr-defined]
+    assert certifier.certifier.executor.chunk_size == 1
     with pytest.raises(EngineError, match="batch-dependent"):
         load_models(config(segmenter_plugin=name, batch_probe="refuse"))
     assert load_models(config(segmenter_plugin=name, batch_probe="off")).chunk_size is None
