@@ -24,6 +24,7 @@ class TinySegmenter(nn.Module):
         with torch.no_grad():
             for conv in (self.conv1, self.conv2):
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+                assert conv.bias is not None
                 conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

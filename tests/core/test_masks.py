@@ -254,7 +254,7 @@ def test_verify_masks_names_the_first_uncovered_patch_and_unknown_modes():
     with pytest.raises(CoreError, match=r"3 patch positions are hidden by no mask, "
                                         r"e\.g\. the patch at row 0, column 2"):
         verify_masks(masks)
-    odd = MaskSet(visible=visible, t=1, mode="other", patch=(10, 3), scheme="column")  # type: ignore[arg-type]
+    odd = MaskSet(visible=visible, t=1, mode="other", patch=(10, 3), scheme="column")
     with pytest.raises(CoreError, match="unknown mask mode 'other'"):
         verify_masks(odd)
 

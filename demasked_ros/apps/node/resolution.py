@@ -10,6 +10,12 @@ the certificate are copied back to the camera size with nearest-neighbour upscal
 pixel takes the label and certificate of exactly one working pixel, so a certified camera pixel's
 label cannot be changed by the original patch either.
 
+By default the working size is automatic: a frame with more than ``working_max_pixels`` pixels is
+resized, aspect kept, to the largest size within that budget (:func:`fit_within`); explicit
+``working_height/width`` override it, ``working_max_pixels: 0`` turns it off. Built certifiers are
+kept for the last few camera sizes (:class:`CertifierCache`), so alternating sizes do not rebuild
+masks each time.
+
 The threat model stays the user's: the patch is resolved at the camera size (``patch_fraction`` of
 the *original* area, or ``patch_height/width`` in original pixels) and that size is what the node
 reports; the widened patch only fixes the mask geometry.
@@ -17,7 +23,9 @@ reports; the widened patch only fixes the mask geometry.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +36,7 @@ from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
 from demasked_ros.core.alarm import AlarmCalibration, AlarmOutcome, PatchAlarm, load_calibrations
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.resize import fit_within
 from demasked_ros.engines.certifier import CertificationResult, Certifier
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
@@ -90,6 +99,8 @@ def plan_masks(config: NodeConfig, height: int, width: int) -> MaskPlan:
         raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error
     try:
         working = spec.working_hw(height, width)
+        if spec.working_size is None and config.working_max_pixels:
+            working = fit_within((height, width), config.working_max_pixels)
     except CoreError as error:
         raise NodeConfigError(str(error)) from error
     if working is None:
@@ -135,33 +146,37 @@ class FrameCertifier:
         """The frame size this certifier accepts."""
         return self.plan.camera_hw
 
-    def certify(self, image: np.ndarray) -> CertificationResult:
+    def certify(self, image: np.ndarray, cancel: threading.Event | None = None) -> CertificationResult:
         """Labels and certificate for a camera-size frame, computed at the working size.
 
         ``branch_labels`` stay at the working size. Timings gain ``resize`` and ``upscale``.
+        ``cancel`` abandons the frame between branch chunks (see :meth:`Certifier.certify`).
 
         Raises:
-            EngineError: a frame of another size, or any branch failure (callers fail closed).
+            EngineError: a frame of another size, any branch failure or cancellation (callers
+                fail closed).
         """
-        return self._certify(image, with_alarm=False)[0]
+        return self._certify(image, with_alarm=False, cancel=cancel)[0]
 
-    def certify_with_alarm(self, image: np.ndarray) -> tuple[CertificationResult, AlarmOutcome]:
+    def certify_with_alarm(self, image: np.ndarray, cancel: threading.Event | None = None
+                           ) -> tuple[CertificationResult, AlarmOutcome]:
         """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
         in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
-        result, alarm = self._certify(image, with_alarm=True)
-        assert alarm is not None
+        result, alarm = self._certify(image, with_alarm=True, cancel=cancel)
+        if alarm is None:
+            raise EngineError("the patch alarm produced no outcome")
         return result, alarm
 
-    def _certify(self, image: np.ndarray,
-                 with_alarm: bool) -> tuple[CertificationResult, AlarmOutcome | None]:
+    def _certify(self, image: np.ndarray, with_alarm: bool, cancel: threading.Event | None
+                 ) -> tuple[CertificationResult, AlarmOutcome | None]:
         resizer = self.plan.resizer
         if resizer is None:
-            result = self.certifier.certify(image)
+            result = self.certifier.certify(image, cancel=cancel)
             return result, (self.alarm.evaluate(result.branch_labels, result.labels) if with_alarm else None)
         start = time.perf_counter()
         working = resizer.resize(image)
         resized = time.perf_counter()
-        result = self.certifier.certify(working)
+        result = self.certifier.certify(working, cancel=cancel)
         alarm = (self._camera_alarm(self.alarm.evaluate(result.branch_labels, result.labels))
                  if with_alarm else None)
         certified = time.perf_counter()
@@ -221,10 +236,42 @@ def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
         EngineError: masks the Certifier refuses as unsound.
     """
     plan = plan_masks(config, height, width)
-    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=config.chunk_size,
-                          executor=models.executor)
+    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=models.chunk_size,
+                          executor=models.executor, memory_budget=config.memory_budget_bytes)
     alarm = PatchAlarm.from_calibrations(plan.masks, load_alarm_calibrations(config), models_key(config))
     return FrameCertifier(plan, certifier, alarm)
+
+
+class CertifierCache:
+    """The :class:`FrameCertifier` of the last ``size`` camera sizes, most recently used last.
+
+    Why: a stream that alternates sizes (two cameras on one topic, a fuzzer) rebuilt the masks on
+    every change and logged each rebuild. :attr:`built` counts the builds (for diagnostics).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.built = 0
+        self._items: OrderedDict[tuple[int, int], FrameCertifier] = OrderedDict()
+
+    def get(self, height: int, width: int) -> FrameCertifier | None:
+        """The cached certifier for this camera size (marked most recent), or None."""
+        certifier = self._items.get((height, width))
+        if certifier is not None:
+            self._items.move_to_end((height, width))
+        return certifier
+
+    def put(self, certifier: FrameCertifier) -> None:
+        """Remember a newly built certifier, dropping the least recently used beyond :attr:`size`."""
+        self.built += 1
+        self._items[certifier.camera_hw] = certifier
+        self._items.move_to_end(certifier.camera_hw)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every certifier."""
+        self._items.clear()
 
 
 def _size(hw: tuple[int, int]) -> str:

@@ -55,7 +55,8 @@ def test_working_size_larger_than_the_frame_is_rejected():
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"resize_interpolation": "linear"}, "has no effect without working_height/working_width"),
+    ({"resize_interpolation": "linear", "working_max_pixels": 0},
+     "has no effect without working_height/working_width"),
     ({"working_height": 10, "resize_interpolation": "cubic"}, "not one of"),
     ({"working_width": -1}, "outside"),
     ({"working_height": 200, "expected_height": 96, "expected_width": 128}, "larger than the 96x128"),
