@@ -26,8 +26,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["demasked_ros", "demasked_ros.*"]),
-    package_data={"demasked_ros": ["models/*.onnx", "models/*.pt", "models/*.md", "py.typed",
-                                   "apps/evaluate/*.json", "datasets/*.tsv"]},
+    package_data={"demasked_ros": ["models/*.onnx", "models/*.pt", "models/*.json", "models/*.md",
+                                   "py.typed", "apps/evaluate/*.json", "datasets/*.tsv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/demasked_ros"]),
         ("share/demasked_ros", ["package.xml"]),
@@ -53,6 +53,8 @@ setup(
             "demasked-make-bag = demasked_ros.apps.evaluate.make_bag:main",
             "demasked-train = demasked_ros.training.cli:main",
             "demasked-fetch-data = demasked_ros.apps.fetch_cli:main",
+            "demasked-attack = demasked_ros.apps.attack_cli:main",
+            "demasked-calibrate = demasked_ros.apps.calibrate_cli:main",
         ]
     },
 )

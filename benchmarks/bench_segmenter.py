@@ -52,7 +52,10 @@ def val_frames(root: Path, limit: int | None = None) -> list[tuple[np.ndarray, n
 def build(model: Path | None, threads: int) -> OnnxSegmenter:
     """The packaged default segmenter, or the same settings around another ONNX file."""
     if model is None:
-        return defaults.default_segmenter(threads=threads)
+        segmenter = defaults.default_segmenter(threads=threads)  # backend="onnx", the default
+        if not isinstance(segmenter, OnnxSegmenter):
+            raise SystemExit(f"expected the ONNX default segmenter, got {type(segmenter).__name__}")
+        return segmenter
     return OnnxSegmenter(model, CAMVID.names, mean=defaults.DEFAULT_SEGMENTER_MEAN,
                          std=defaults.DEFAULT_SEGMENTER_STD, intra_op_threads=threads)
 

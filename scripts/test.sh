@@ -12,4 +12,4 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-4
 source scripts/ros_env.sh
 # ROS tests fail (instead of skipping) when the interfaces are missing.
 export DEMASKED_REQUIRE_ROS=1
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"

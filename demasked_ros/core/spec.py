@@ -147,6 +147,9 @@ class CertSpec:
             _positive(name, getattr(self, name))
         if self.mode == "detection" and self.n_patches != 1:
             raise CoreError("n_patches > 1 is only supported in recovery mode")
+        if self.scheme in DRS_SCHEMES and self.n_patches != 1:
+            raise CoreError(f"n_patches > 1 is not supported with the {self.scheme} scheme: DRS column masks "
+                            "and their vote margin bound a single patch")
         if self.mode == "recovery" and self.band_width is not None:
             raise CoreError("band_width applies to detection mode only")
         if self.k is not None and self.band_width is not None:

@@ -10,7 +10,8 @@ are enforced here, outside it):
 * masked pixels are zeroed again before the network (even when called outside the Certifier);
 * the padding added to reach the network stride is marked masked, and carries zeros;
 * visible pixels are copied through unchanged: ``output = visible ? input : network``;
-* inference is deterministic: a fixed number of intra-op threads and sequential execution.
+* inference is deterministic: a fixed number of intra-op threads and sequential execution;
+* a graph normalising with batch statistics (BatchNormalization in training mode) is refused.
 
 Any failure (bad shapes, runtime error, non-finite output) raises :class:`EngineError`, so the
 caller fails closed.
@@ -27,6 +28,7 @@ import onnxruntime as ort
 from demasked_ros.engines.demaskers import hide_masked
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.factory import DEFAULT_DEMASKER_PATH
+from demasked_ros.engines.onnx_graph import check_inference_graph
 
 #: Graph input/output names written by ``demasked_ros.training.demasker_train.export_onnx``.
 IMAGE_INPUT, VISIBLE_INPUT = "image", "visible"
@@ -60,12 +62,14 @@ class LearnedDemasker:
             raise EngineError(f"demasker model not found: {path}")
         if threads < 1 or max_batch < 1:
             raise EngineError(f"threads and max_batch must be >= 1, got {threads} and {max_batch}")
+        check_inference_graph(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.use_deterministic_compute = True
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # an arena keeps a 4K frame's activations for good
         # Idle workers sleep instead of spinning: on a CPU shared with the segmenter and the rest
         # of the robot, spinning threads steal the cores they wait for (measured ~2x slower).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

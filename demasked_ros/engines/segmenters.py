@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.onnx_graph import check_inference_graph
 from demasked_ros.engines.onnx_providers import check_active, resolve_providers
 
 #: ImageNet statistics in 0-255 pixel units (the mmsegmentation convention).
@@ -67,7 +68,12 @@ class OnnxSegmenter:
         providers: ONNX Runtime execution providers in priority order (full names or the
             aliases ``cpu``, ``cuda``, ``tensorrt``); a requested accelerator that does not
             actually become active is an error (no silent CPU fallback).
-        intra_op_threads: CPU threads; fixed so inference is deterministic and predictable.
+        intra_op_threads: CPU threads (>= 1); fixed, with one inter-op thread, sequential execution
+            and deterministic kernels, so the same frame always gives the same labels.
+
+    A graph with ``BatchNormalization(training_mode=1)`` (batch statistics: one branch would
+    depend on its batch-mates) is refused at load. ONNX Runtime's CPU memory arena is off, so
+    memory taken by one large frame goes back to the allocator afterwards.
     """
 
     def __init__(
@@ -92,6 +98,10 @@ class OnnxSegmenter:
             raise EngineError("mean and std need 3 values each, std positive")
         if not class_names:
             raise EngineError("a segmenter needs at least one class name")
+        if int(intra_op_threads) < 1:
+            # 0 would let ONNX Runtime pick the thread count from the machine: not reproducible.
+            raise EngineError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        check_inference_graph(path)
         self.model_path = path
         self.class_names = list(class_names)
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
@@ -103,7 +113,9 @@ class OnnxSegmenter:
         options.intra_op_num_threads = int(intra_op_threads)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.use_deterministic_compute = True  # rule 3: same frame, same labels (GPU kernels too)
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # an arena keeps a 4K frame's activations for good
         # Idle threads sleep instead of spinning: the CPU is shared with the demasker and ROS.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:

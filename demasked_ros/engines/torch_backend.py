@@ -93,8 +93,14 @@ def configure_determinism(device: torch.device, threads: int) -> None:
 
 def load_torch_model(model: torch.nn.Module | str | Path, device: torch.device) -> torch.nn.Module:
     """A module in eval mode on ``device``: an ``nn.Module``, a TorchScript file (``.pt``/``.ts``,
-    ``torch.jit.save``) or a ``torch.export`` program (``.pt2``, ``torch.export.save``; traced in
-    the mode it was exported in). Raises :class:`EngineError` when the file is missing or bad."""
+    ``torch.jit.save``) or a ``torch.export`` program (``.pt2``, ``torch.export.save``).
+
+    Batch statistics would make one branch depend on its batch-mates, so: a ``.pt2`` program
+    (which cannot be put in eval mode with ``.eval()``) has its batch-norm and dropout calls
+    rewritten to inference mode (:func:`exported_to_eval`), and a traced TorchScript with
+    batch-norm frozen in training mode is refused. Raises :class:`EngineError` when the file is
+    missing, bad or refused.
+    """
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval()
     path = Path(model)
@@ -102,10 +108,73 @@ def load_torch_model(model: torch.nn.Module | str | Path, device: torch.device) 
         raise EngineError(f"torch model file not found: {path}")
     try:
         if path.suffix == ".pt2":
-            return torch.export.load(str(path)).module().to(device)
-        return torch.jit.load(str(path), map_location=device).eval()
+            return exported_to_eval(torch.export.load(str(path)).module()).to(device)
+        scripted = torch.jit.load(str(path), map_location=device).eval()
+    except EngineError:
+        raise
     except Exception as error:  # torch raises RuntimeError / various parser errors
         raise EngineError(f"cannot load torch model {path}: {error}") from error
+    frozen = traced_training_ops(scripted)
+    if frozen:
+        raise EngineError(f"{path}: {len(frozen)} x {frozen[0]} traced in training mode (batch statistics: "
+                          "one branch would depend on the others in its batch); trace it after "
+                          "model.eval()")
+    return scripted
+
+
+#: (op, index of its ``training`` argument) for the ATen calls that behave differently in training.
+_TRAINING_ARGUMENT = {"batch_norm": 5, "native_batch_norm": 5, "dropout": 2, "native_dropout": 2,
+                      "feature_dropout": 2, "alpha_dropout": 2, "feature_alpha_dropout": 2}
+#: Batch-norm variants that exist only in training graphs (no inference form to rewrite to).
+_TRAINING_ONLY = ("_native_batch_norm_legit_functional", "_native_batch_norm_legit",
+                  "cudnn_batch_norm", "miopen_batch_norm")
+
+
+def exported_to_eval(module: torch.nn.Module) -> torch.nn.Module:
+    """A ``torch.export`` module with every batch-norm/dropout call switched to inference mode.
+
+    Why: ``ExportedProgram.module()`` refuses ``.eval()``, and a program exported from a module
+    in training mode normalises with batch statistics. The ``training`` argument of each such
+    call in the FX graph is set to False (what ``.eval()`` does for a live module).
+
+    Raises:
+        EngineError: a training-only batch-norm op that has no inference form in the graph.
+    """
+    graph = getattr(module, "graph", None)
+    if graph is None:
+        raise EngineError(f"expected an FX graph module from torch.export, got {type(module).__name__}")
+    changed = False
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = getattr(getattr(node.target, "_overloadpacket", None), "__name__", str(node.target))
+        if name in _TRAINING_ONLY:
+            raise EngineError(f"exported program uses {name} (batch statistics, training only); export "
+                              "the model after model.eval()")
+        index = _TRAINING_ARGUMENT.get(name)
+        if index is not None and len(node.args) > index and node.args[index] is True:
+            node.args = (*node.args[:index], False, *node.args[index + 1:])
+            changed = True
+    if changed:
+        module.recompile()  # type: ignore[operator]
+    return module
+
+
+def traced_training_ops(module: torch.jit.ScriptModule) -> list[str]:
+    """TorchScript ops whose ``training`` argument is a constant True (traced in training mode)."""
+    found = []
+    for node in module.inlined_graph.nodes():
+        kind = node.kind()
+        if not kind.startswith("aten::"):
+            continue
+        index = _TRAINING_ARGUMENT.get(kind[len("aten::"):])
+        inputs = list(node.inputs())
+        if index is None or len(inputs) <= index:
+            continue
+        source = inputs[index].node()
+        if source.kind() == "prim::Constant" and source.output().toIValue() is True:
+            found.append(kind)
+    return found
 
 
 class TorchSegmenter:

@@ -10,9 +10,13 @@ Functions take the message fields rather than a message object so that the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from demasked_ros.rosio.decoder_log import capture_stderr
+from demasked_ros.rosio.image_headers import ImageHeaderError, read_image_header
 
 #: Bytes per pixel and channel layout of the colour encodings accepted as camera input.
 COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -113,17 +117,22 @@ def decode_raw(
     return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
 
 
-def decode_compressed(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
+def decode_compressed(format: str, data: Any, max_pixels: int | None = None,
+                      on_warning: Callable[[str], None] | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) into ``H x W x 3`` uint8 RGB.
 
     ``format`` follows image_transport conventions ("jpeg", "png", "rgb8; jpeg compressed bgr8");
-    any word naming jpeg/jpg/png is enough. The header is checked against ``max_pixels`` before
-    the pixels are decoded, so a decompression bomb is rejected cheaply.
+    any word naming jpeg/jpg/png is enough. The data must be a JPEG or PNG whose header
+    (:func:`~demasked_ros.rosio.image_headers.read_image_header`: the JPEG segment chain walked up
+    to its frame header, whatever the padding, or the PNG IHDR) declares at most ``max_pixels``
+    pixels; otherwise it is rejected before a single pixel is decoded (decompression bombs).
+    ``on_warning`` receives libjpeg/libpng warnings instead of stderr.
 
     Raises:
-        ImageCodecError: unknown format, empty or undecodable data, or too many pixels.
+        ImageCodecError: unknown format, empty, not JPEG/PNG, bad header, too many pixels, or
+            undecodable data.
     """
-    import cv2  # apps ring: OpenCV only where compressed images are used
+    import cv2  # rosio ring: OpenCV only where compressed images are used
 
     words = str(format).lower().replace(";", " ").split()
     if not any(word in COMPRESSED_FORMATS for word in words):
@@ -133,44 +142,26 @@ def decode_compressed(format: str, data: Any, max_pixels: int | None = None) -> 
     buffer = _as_bytes_view(data)
     if buffer.size == 0:
         raise ImageCodecError("compressed image has no data")
-    if max_pixels is not None:
-        size = _compressed_size(buffer)
-        if size is not None and size[0] * size[1] > max_pixels:
-            raise ImageCodecError(
-                f"compressed image {size[0]}x{size[1]} has more than the maximum {max_pixels} pixels"
-            )
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        header = read_image_header(buffer)
+    except ImageHeaderError as error:
+        raise ImageCodecError(f"compressed image rejected before decoding: {error}") from error
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise ImageCodecError(f"compressed image {header.height}x{header.width} has more than the "
+                              f"maximum {max_pixels} pixels (rejected before decoding)")
+    if on_warning is None:
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    else:
+        with capture_stderr() as warnings:
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        for line in warnings:
+            on_warning(line)
     if decoded is None or decoded.ndim != 3 or decoded.size == 0:
         raise ImageCodecError(f"compressed data ({buffer.size} bytes, {format!r}) could not be decoded")
-    if max_pixels is not None and decoded.shape[0] * decoded.shape[1] > max_pixels:
-        raise ImageCodecError(
-            f"compressed image {decoded.shape[0]}x{decoded.shape[1]} has more than the maximum "
-            f"{max_pixels} pixels"
-        )
+    if decoded.shape[:2] != (header.height, header.width):
+        raise ImageCodecError(f"decoded image {decoded.shape[0]}x{decoded.shape[1]} differs from its "
+                              f"header's {header.height}x{header.width}")
     return np.ascontiguousarray(decoded[:, :, ::-1])
-
-
-def _compressed_size(buffer: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) read from a PNG IHDR or JPEG SOF header; None when it cannot be found."""
-    raw = buffer[: min(buffer.size, 1 << 16)].tobytes()
-    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
-        return int.from_bytes(raw[20:24], "big"), int.from_bytes(raw[16:20], "big")
-    if raw[:2] != b"\xff\xd8":
-        return None
-    index = 2
-    while index + 9 <= len(raw):
-        if raw[index] != 0xFF:
-            return None
-        marker = raw[index + 1]
-        if marker == 0xFF:  # fill byte
-            index += 1
-            continue
-        length = int.from_bytes(raw[index + 2:index + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            return int.from_bytes(raw[index + 5:index + 7], "big"), int.from_bytes(
-                raw[index + 7:index + 9], "big")
-        index += 2 + length
-    return None
 
 
 def decode_labels(

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -46,10 +48,13 @@ def test_detection_unanimous_branches_that_disagree_with_f_are_not_verified():
     assert not detect(f, np.ones((3, 1, 1), dtype=np.int32))[0, 0]
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2)), np.zeros((0, 2, 2), int), np.zeros((3, 2, 2), float)])
+@pytest.mark.parametrize("bad", [np.zeros((2, 2)), np.zeros((0, 2, 2), int), np.zeros((3, 0, 2), int),
+                                 np.zeros((3, 2, 0), int), np.zeros((3, 2, 2), float)])
 def test_bad_branch_arrays_raise(bad):
     with pytest.raises(CoreError):
         recover(bad)
+    with pytest.raises(CoreError):
+        recover_with_margin(bad, 1)
 
 
 def test_detect_shape_mismatch_raises():
@@ -116,3 +121,137 @@ def test_margin_hand_case():
     assert not recover_with_margin(branches, 2)[1][0, 0]
     with pytest.raises(CoreError):
         recover_with_margin(branches, -1)
+
+
+
+# --- Decision boundaries (issue 13): hand cases the margin rule and the tie-break must get right. ---
+
+
+@pytest.mark.parametrize(("votes", "t", "label", "certified"), [
+    ([1, 1, 1, 0], 1, 1, False),                 # margin 2 = 2t: one flip gives a tie that goes to 0
+    ([1, 1, 1, 1, 0], 1, 1, True),               # margin 3 = 2t + 1
+    ([1, 1, 1, 0, 2], 1, 1, False),              # margin 2 against the best other class
+    ([3, 3, 3, 3, 3, 1, 2], 2, 3, False),        # K = 7 > 2t + 1, margin 4 = 2t
+    ([3, 3, 3, 3, 3, 3, 1], 2, 3, True),         # margin 5 = 2t + 1
+    ([2, 2, 2, 2, 2, 2], 2, 2, True),            # unanimous, K = 6 > 2t: margin 6
+    ([0, 4, 4, 4, 4, 4, 0, 4, 0], 1, 4, True),   # 6 vs 3: margin 3 = 2t + 1
+    ([0, 4, 4, 4, 4, 0, 0, 4, 0], 1, 4, False),  # 5 vs 4: margin 1
+])
+def test_margin_boundary_hand_cases(votes, t, label, certified):
+    branches = np.array(votes).reshape(len(votes), 1, 1)
+    labels, cert = recover_with_margin(branches, t)
+    assert labels[0, 0] == label
+    assert bool(cert[0, 0]) is certified
+
+
+def test_margin_exactly_2t_is_not_certified_and_the_flip_shows_why():
+    """The issue's example: [1, 1, 1, 0] with t = 1 is not certified; one changed branch flips it."""
+    branches = np.array([1, 1, 1, 0]).reshape(4, 1, 1)
+    assert not recover_with_margin(branches, 1)[1][0, 0]
+    flipped = branches.copy()
+    flipped[0] = 0
+    assert recover(flipped)[0][0, 0] == 0  # tie 2:2 goes to the smaller index
+
+
+@pytest.mark.parametrize("t", [1, 2, 3])
+def test_k_at_most_2t_never_certifies_even_when_unanimous(t):
+    for k in range(1, 2 * t + 1):
+        unanimous = np.full((k, 2, 3), 5)
+        assert not recover_with_margin(unanimous, t)[1].any(), f"K={k}, t={t}"
+        mixed = np.arange(k * 6).reshape(k, 2, 3) % 2
+        assert not recover_with_margin(mixed, t)[1].any(), f"K={k}, t={t}"
+    assert recover_with_margin(np.full((2 * t + 1, 2, 3), 5), t)[1].all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4), st.data())
+def test_property_k_at_most_2t_never_certifies(t, data):
+    k = data.draw(st.integers(1, 2 * t))
+    branches = data.draw(arrays(np.int8, (k, 2, 2), elements=st.integers(0, 2)))
+    assert not recover_with_margin(branches, t)[1].any()
+
+
+@pytest.mark.parametrize("votes", [[0, 0, 1, 1], [1, 1, 0, 0], [1, 0, 1, 0], [7, 3, 7, 3, 5, 5]])
+def test_margin_ties_go_to_the_smaller_index_and_are_never_certified(votes):
+    branches = np.array(votes).reshape(len(votes), 1, 1)
+    for t in (0, 1):
+        labels, certified = recover_with_margin(branches, t)
+        assert labels[0, 0] == min(votes)
+        assert not certified[0, 0]
+
+
+def test_ties_in_a_larger_image_are_resolved_pixel_by_pixel():
+    # Three pixels with ties between different pairs, one clear pixel, one unanimous pixel.
+    branches = np.array([[4, 2, 9, 1, 6], [3, 2, 8, 1, 6], [4, 5, 9, 0, 6], [3, 5, 8, 1, 6]])[:, None, :]
+    labels, certified = recover_with_margin(branches, 0)
+    np.testing.assert_array_equal(labels, [[3, 2, 8, 1, 6]])
+    np.testing.assert_array_equal(certified, [[False, False, False, True, True]])
+
+
+@pytest.mark.parametrize("dissenter", [0, 2, 4])
+def test_detection_with_one_dissenting_branch_is_not_verified(dissenter):
+    f = np.full((3, 4), 2)
+    branches = np.full((5, 3, 4), 2)
+    branches[dissenter, 1, 2] = 7
+    verified = detect(f, branches)
+    expected = np.ones((3, 4), bool)
+    expected[1, 2] = False
+    np.testing.assert_array_equal(verified, expected)
+
+
+def all_votes(k: int, classes: int) -> np.ndarray:
+    """Every vote vector of K branches over ``classes`` labels, as a K x 1 x N label array."""
+    grid = np.stack(np.meshgrid(*[np.arange(classes)] * k, indexing="ij"), axis=0)
+    return grid.reshape(k, 1, -1)
+
+
+@pytest.mark.parametrize(("k", "t"), [(3, 1), (4, 1), (5, 1), (6, 1), (5, 2), (6, 2), (4, 2)])
+def test_exhaustive_margin_certificates_survive_every_rewrite_of_t_branches(k, t):
+    """Every vote vector over 3 classes: no rewrite of any t branches changes a certified label."""
+    votes = all_votes(k, 3)
+    labels, certified = recover_with_margin(votes, t)
+    assert certified.any() == (k > 2 * t)
+    for index in range(votes.shape[2]):  # the rule itself, pixel by pixel: margin > 2t
+        counts = np.sort(np.bincount(votes[:, 0, index], minlength=3))[::-1]
+        assert certified[0, index] == (counts[0] - counts[1] > 2 * t), votes[:, 0, index]
+        assert labels[0, index] == reference_vote(votes[:, 0, index])
+    for changed in itertools.combinations(range(k), t):
+        for values in itertools.product(range(3), repeat=t):
+            attacked = votes.copy()
+            attacked[list(changed)] = np.array(values)[:, None, None]
+            broken = (recover(attacked)[0] != labels) & certified
+            assert not broken.any(), f"K={k} t={t}: {votes[:, 0, np.argmax(broken)]}"
+
+
+def test_exhaustive_vote_is_the_reference_vote():
+    votes = all_votes(5, 4)
+    labels, certified = recover(votes)
+    for index in range(votes.shape[2]):
+        column = votes[:, 0, index]
+        assert labels[0, index] == reference_vote(column)
+        assert certified[0, index] == (len(set(column.tolist())) == 1)
+
+
+def test_error_messages_name_the_problem():
+    with pytest.raises(CoreError, match=r"f\(x\) has shape \(2, 3\), branches have \(2, 2\)"):
+        detect(np.zeros((2, 3), int), np.zeros((3, 2, 2), int))
+    with pytest.raises(CoreError, match=r"f\(x\) labels must be integer class indices, got dtype float64"):
+        detect(np.zeros((2, 2)), np.zeros((3, 2, 2), int))
+    with pytest.raises(CoreError, match=r"branch labels must be K x H x W with K >= 1, got shape \(2, 2\)"):
+        recover(np.zeros((2, 2), int))
+    with pytest.raises(CoreError, match="branch labels must be integer class indices, got dtype float32"):
+        recover_with_margin(np.zeros((3, 2, 2), np.float32), 1)
+    with pytest.raises(CoreError, match="t must be >= 0, got -1"):
+        recover_with_margin(np.zeros((3, 2, 2), int), -1)
+
+
+@pytest.mark.parametrize(("votes", "winner"), [
+    ([300, 300, -3], 300),          # labels far apart, one of them negative
+    ([-3, -3, 300, 7], -3),
+    ([0, 1000, 1000, 0, 1000], 1000),
+    ([-7, 500, 500, -7], -7),       # tie across a wide range: the smaller index
+])
+def test_vote_over_wide_and_negative_label_ranges(votes, winner):
+    branches = np.array(votes).reshape(len(votes), 1, 1)
+    assert recover(branches)[0][0, 0] == winner
+    assert recover_with_margin(branches, 0)[0][0, 0] == winner

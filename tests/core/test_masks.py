@@ -84,17 +84,23 @@ def test_four_mask_places_all_masks_in_every_3x3_block_window():
 
 
 def test_three_mask_follows_appendix_b_pairing():
-    masks = recovery_masks(20, 60, (10, 10), "3-mask")
+    masks = recovery_masks(40, 60, (10, 10), "3-mask")
     owner = masks.visible.argmax(axis=0)[::10, ::10]
-    # Row 1: {1}, {2,3}, {4,5}, {6} -> masks 0, 1, 1, 2, 2, 3; row 2 continues at 4 with pairs.
+    # Row 1: {1}, {2,3}, {4,5}, {6} -> masks 0, 1, 1, 2, 2, 3; row 2 continues at 4 with pairs;
+    # the counter runs on across rows and wraps at K = 7: row 3 starts at 7 = 0, row 4 at 4.
     np.testing.assert_array_equal(owner[0], [0, 1, 1, 2, 2, 3])
     np.testing.assert_array_equal(owner[1], [4, 4, 5, 5, 6, 6])
+    np.testing.assert_array_equal(owner[2], [0, 1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(owner[3], [4, 4, 5, 5, 6, 6])
+    wider = recovery_masks(30, 50, (10, 10), "3-mask", k=11).visible.argmax(axis=0)[::10, ::10]
+    np.testing.assert_array_equal(wider, [[0, 1, 1, 2, 2], [3, 3, 4, 4, 5], [6, 7, 7, 8, 8]])
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_n_patches_raise_k(scheme):
     masks = recovery_masks(120, 160, 0.01, scheme, n_patches=2)
     assert masks.k == 4 * RECOVERY_T[scheme] + 1
+    assert masks.n_patches == 2 and "N=2" in masks.describe()
     assert brute_affected(masks).max() <= masks.t
     verify_masks(masks)
     with pytest.raises(CoreError, match="K >= 2"):
@@ -121,10 +127,15 @@ def test_masks_are_read_only():
         masks.visible[0, 0, 0] = False
 
 
-@pytest.mark.parametrize("bad", [dict(scheme="diagonal"), dict(n_patches=0), dict(spec=2.0)])
-def test_recovery_bad_arguments(bad):
+@pytest.mark.parametrize(("bad", "message"), [
+    (dict(scheme="diagonal"), "unknown recovery scheme 'diagonal'"),
+    (dict(n_patches=0), "n_patches must be a positive integer, got 0"),
+    (dict(n_patches=1.5), "n_patches must be a positive integer, got 1.5"),
+    (dict(spec=2.0), None),
+])
+def test_recovery_bad_arguments(bad, message):
     args = dict(spec=0.01, scheme="column", n_patches=1) | bad
-    with pytest.raises(CoreError):
+    with pytest.raises(CoreError, match=message):
         recovery_masks(100, 100, args["spec"], args["scheme"], n_patches=args["n_patches"])
 
 
@@ -223,3 +234,43 @@ def test_property_detection_hides_every_patch_for_random_sizes(size, axis, data)
     else:
         masks = detection_masks(height, width, patch, axis)
     assert brute_hidden(masks).min() >= 1
+
+
+def test_verify_masks_refuses_too_few_masks_for_the_claimed_patches():
+    masks = recovery_masks(40, 60, (10, 10), "column")  # K = 5 = 2*1*2+1
+    verify_masks(masks)
+    claimed = MaskSet(visible=masks.visible, t=2, mode="recovery", patch=(10, 10), scheme="column",
+                      n_patches=2)
+    with pytest.raises(CoreError, match=r"K=5 T=2 patch=10x10 N=2 image=40x60: K must be >= 2\*N\*T\+1 = 9"):
+        verify_masks(claimed)
+
+
+def test_verify_masks_names_the_first_uncovered_patch_and_unknown_modes():
+    visible = np.ones((2, 10, 12), bool)
+    visible[0, :, 0:4] = False  # hides patches starting at columns 0..1
+    visible[1, :, 5:12] = False  # hides patches starting at columns 5..9
+    masks = MaskSet(visible=visible, t=1, mode="detection", patch=(10, 3), scheme="column")
+    np.testing.assert_array_equal(hiding_masks_per_position(masks), [[1, 1, 0, 0, 0, 1, 1, 1, 1, 1]])
+    with pytest.raises(CoreError, match=r"3 patch positions are hidden by no mask, "
+                                        r"e\.g\. the patch at row 0, column 2"):
+        verify_masks(masks)
+    odd = MaskSet(visible=visible, t=1, mode="other", patch=(10, 3), scheme="column")
+    with pytest.raises(CoreError, match="unknown mask mode 'other'"):
+        verify_masks(odd)
+
+
+def test_affected_and_hiding_counts_on_a_hand_made_set():
+    visible = np.zeros((3, 4, 5), bool)
+    visible[0, 0, 0] = True      # one visible pixel in the top-left corner
+    visible[1, 3, 4] = True      # one in the bottom-right corner
+    visible[2] = True            # everything visible
+    masks = MaskSet(visible=visible, t=2, mode="recovery", patch=(2, 2), scheme="hand")
+    np.testing.assert_array_equal(masks_affected_per_position(masks), [
+        [2, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 2]])
+    np.testing.assert_array_equal(hiding_masks_per_position(masks), [
+        [1, 2, 2, 2], [2, 2, 2, 2], [2, 2, 2, 1]])
+    np.testing.assert_array_equal(window_sums(visible[2].astype(np.int32), (2, 2)), np.full((3, 4), 4))
+    # Counts are integer arrays (callers index and print them as counts).
+    assert masks_affected_per_position(masks).dtype == np.int32
+    assert hiding_masks_per_position(masks).dtype == np.int32
+    assert window_sums(visible[0], (2, 2)).dtype == np.int64

@@ -131,10 +131,19 @@ def test_missing_folders_are_errors(tmp_path):
     (tmp_path / "val").mkdir()
     with pytest.raises(DatasetError, match="label folder"):
         CamVidSource(tmp_path, "val")
-    assert CamVidSource.__name__  # images-only reading needs no annot folder:
-    _write_pair(tmp_path / "other", "val", "a.png", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8))
-    frame = next(iter(CamVidSource(tmp_path / "other", "val", with_labels=False)))
-    assert frame.labels is None
+
+
+
+def test_images_only_reading_needs_no_label_folder(tmp_path):
+    image = np.random.default_rng(1).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    (tmp_path / "val").mkdir()
+    assert cv2.imwrite(str(tmp_path / "val" / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert not (tmp_path / "valannot").exists()
+    with pytest.raises(DatasetError, match="label folder"):
+        CamVidSource(tmp_path, "val")
+    (frame,) = list(CamVidSource(tmp_path, "val", with_labels=False))
+    assert frame.labels is None and frame.name == "a.png"
+    assert np.array_equal(frame.image, image)
 
 
 def test_open_dataset_detects_layout_and_split_folder(fake_camvid):

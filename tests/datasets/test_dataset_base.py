@@ -44,8 +44,15 @@ def test_check_frame_arrays_rejects_bad_arrays(image, labels):
         check_frame_arrays(image, labels)
 
 
-def test_check_frame_arrays_accepts_uint16_labels():
-    check_frame_arrays(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3), np.uint16))
+@pytest.mark.parametrize("labels", [None, np.zeros((2, 3), np.uint8), np.zeros((2, 3), np.uint16)])
+def test_check_frame_arrays_accepts_uint8_and_uint16_labels_or_none(labels):
+    assert check_frame_arrays(np.zeros((2, 3, 3), np.uint8), labels) is None
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint32, np.int64, np.float32, bool])
+def test_check_frame_arrays_rejects_other_label_types(dtype):
+    with pytest.raises(DatasetError, match="uint8/uint16"):
+        check_frame_arrays(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3), dtype))
 
 
 class _ListSource:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from demasked_ros.core.classes import CAMVID
+from demasked_ros.datasets import procedural
 from demasked_ros.datasets.base import DatasetError, FrameSource
 from demasked_ros.datasets.procedural import ProceduralSource, street_scene
 
@@ -56,13 +57,35 @@ def test_layout_is_a_street_sky_above_road(scenes):
 
 
 def test_labels_follow_the_painted_image(scenes):
-    # Exact labels: the colour statistics inside each label region differ between classes the
-    # renderer paints differently (dark asphalt versus light sky), pixel by pixel.
+    # Coarse sanity of the colours per class (dark asphalt versus light sky, green leaves).
     for image, labels in scenes.values():
         brightness = image.astype(float).mean(axis=2)
         assert brightness[labels == 0].mean() > brightness[labels == 3].mean() + 20
         leaves = image[labels == 5].astype(float).mean(axis=0)
         assert leaves[1] > leaves[2]  # trees are green rather than blue
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_label_edge_is_an_edge_of_the_painted_polygons_pixel_by_pixel(seed, monkeypatch):
+    """Exact labels, pixel by pixel: with texture and blur switched off, the image is the flat
+    colours of the painted polygons; every pair of neighbouring pixels with different labels must
+    then differ in colour (a label map shifted or painted from other polygons would not)."""
+    monkeypatch.setattr(procedural._Renderer, "_texture", lambda self, canvas, labels: canvas.copy())
+    flat, labels = street_scene(seed)
+    flat = np.asarray(flat, dtype=np.float64)
+    for axis in (0, 1):
+        label_edge = np.diff(labels.astype(np.int32), axis=axis) != 0
+        colour_step = np.abs(np.diff(flat, axis=axis)).max(axis=2)
+        assert label_edge.sum() > 1000
+        rows, cols = np.nonzero(label_edge & (colour_step < 1e-3))
+        assert rows.size == 0, f"label edges without a colour edge at {np.c_[rows, cols][:5].tolist()}"
+
+
+def test_texture_does_not_move_the_labels(scenes, monkeypatch):
+    """Texturing only shades pixels: the flat render and the textured one share the label map."""
+    monkeypatch.setattr(procedural._Renderer, "_texture", lambda self, canvas, labels: canvas.copy())
+    for seed in (0, 3):
+        assert np.array_equal(street_scene(seed)[1], scenes[seed][1])
 
 
 def test_requested_size_is_honoured():

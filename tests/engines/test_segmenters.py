@@ -35,10 +35,29 @@ def test_onnx_segmenter_normalisation_and_channel_order_matter(tmp_path):
 
 
 def test_onnx_segmenter_resizes_inside_after_demasking(tmp_path):
+    """The batch it is given (already demasked) is resized to the model size, run, and the logits
+    are resized back: compared with that pipeline written out here with cv2 and onnxruntime."""
+    import cv2
+    import onnxruntime as ort
+
+    from demasked_ros.engines.segmenters import IMAGENET_MEAN, IMAGENET_STD
+
     model = write_conv_model(tmp_path / "m.onnx")
     seg = OnnxSegmenter(model, CLASS_NAMES, input_size=(12, 16))
-    labels = seg.segment(batch(height=24, width=32))
+    images = batch(seed=3, height=24, width=32)
+    labels = seg.segment(images)
     assert labels.shape == (2, 24, 32)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for image, got in zip(images, labels, strict=True):
+        small = cv2.resize(image, (16, 12), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        tensor = ((small - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).transpose(2, 0, 1)[None]
+        (logits,) = session.run(None, {"image": np.ascontiguousarray(tensor, dtype=np.float32)})
+        assert logits.shape == (1, 4, 12, 16)  # the model really ran at the small size
+        big = cv2.resize(logits[0].transpose(1, 2, 0), (32, 24), interpolation=cv2.INTER_LINEAR)
+        expected = big.argmax(axis=2)
+        np.testing.assert_array_equal(got, expected)
+    at_full_size = OnnxSegmenter(model, CLASS_NAMES).segment(images)
+    assert (at_full_size != labels).any()  # the resize is not a no-op
 
 
 @pytest.mark.parametrize("stride", [1, 2])

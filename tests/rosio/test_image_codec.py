@@ -121,7 +121,8 @@ def test_compressed_max_size_checked_from_header() -> None:
 @pytest.mark.parametrize(
     ("fmt", "data", "message"),
     [("tiff", b"abc", "unsupported compressed format"), ("png", b"", "no data"),
-     ("jpeg", b"\xff\xd8garbage", "could not be decoded")],
+     ("jpeg", b"\xff\xd8garbage", "rejected before decoding"),
+     ("jpeg", b"BM" + bytes(60), "not a JPEG or PNG")],
 )
 def test_bad_compressed_images_are_rejected(fmt: str, data: bytes, message: str) -> None:
     with pytest.raises(ImageCodecError, match=message):

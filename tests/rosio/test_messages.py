@@ -63,3 +63,42 @@ def test_failures_certify_nothing():
     assert (status["error_code"], status["error_text"]) == (2, "late")
     assert status["alert_regions"] == [(0, 0, 4, 5)]
     assert failure_messages(Geometry("recovery", "column"), 5, "x").certification is None
+
+
+def test_alarm_fields_and_calibrated_alert():
+    from demasked_ros.core.alarm import AlarmOutcome
+
+    image = np.zeros((40, 50, 3), np.uint8)
+    labels = np.zeros((40, 50), np.uint8)
+    certified = np.ones((40, 50), bool)
+    certified[0:3, :] = False  # some uncertified pixels: the old rule would alert
+    geometry = Geometry("detection", "column", (6, 6), 9, 8)
+    quiet = result_messages(image, labels, certified, geometry, COLORS, overlay_alpha=None,
+                            alarm=AlarmOutcome(0.4, (10, 20, 6, 6), False))
+    assert quiet.status["alert"] is False  # calibrated alarm: below threshold, no alert
+    assert quiet.status["patch_score"] == 0.4 and quiet.status["suspected_patch"] == (20, 10, 6, 6)
+    loud = result_messages(image, labels, np.ones((40, 50), bool), geometry, COLORS, overlay_alpha=None,
+                           alarm=AlarmOutcome(3.0, (1, 2, 6, 6), True))
+    assert loud.status["alert"] is True and loud.status["certified_fraction"] == 1.0
+    uncalibrated = result_messages(image, labels, certified, geometry, COLORS, overlay_alpha=None,
+                                   alarm=AlarmOutcome(0.4, None, None))
+    assert uncalibrated.status["alert"] is True and uncalibrated.status["suspected_patch"] == (0, 0, 0, 0)
+    failed = failure_messages(geometry, messages.ERROR_TIMEOUT, "late", (4, 5)).status
+    assert failed["alert"] is True and failed["patch_score"] == 0.0
+    assert failed["suspected_patch"] == (0, 0, 0, 0)
+
+
+def test_region_options_remove_boundary_bands():
+    from demasked_ros.rosio.messages import RegionOptions
+
+    image = np.zeros((60, 80, 3), np.uint8)
+    labels = np.zeros((60, 80), np.uint8)
+    certified = np.ones((60, 80), bool)
+    certified[::10, :] = certified[:, ::10] = False  # a 1-pixel boundary web spanning the frame
+    certified[20:35, 30:50] = False
+    old = result_messages(image, labels, certified, Geometry("recovery", "column"), COLORS,
+                          overlay_alpha=None, min_region_area=10)
+    assert old.status["alert_regions"][0][2:] == (60, 80)  # one frame-sized box
+    new = result_messages(image, labels, certified, Geometry("recovery", "column"), COLORS,
+                          overlay_alpha=None, regions_options=RegionOptions(10, 32, 2, 0.25))
+    assert new.status["alert_regions"] == [(30, 20, 15, 21)]  # the blob (+ the line at x = 50 it touches)

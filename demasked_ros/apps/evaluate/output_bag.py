@@ -15,6 +15,7 @@ from demasked_ros.core.classes import ClassInfo
 from demasked_ros.rosio.bagwriter import CERTIFICATION_STATUS_TYPE, BagWriter
 from demasked_ros.rosio.messages import ERROR_INVALID_INPUT, Geometry, failure_messages, result_messages
 from demasked_ros.rosio.topics import RESULT_TOPICS, node_topic
+from demasked_ros.rosio.typestore import build_message
 
 #: The node's per-frame output topics by short name.
 NODE_TOPICS = {name: node_topic(name) for name in RESULT_TOPICS}
@@ -56,8 +57,17 @@ class BagOutput:
                     self.writer.write_encoded(NODE_TOPICS[name], stamp, image)
         else:  # fail closed, like the node
             messages = failure_messages(geometry, ERROR_INVALID_INPUT, str(record.get("error", "")))
+        fields = dict(messages.status)
+        fields["alert_regions"] = [self._roi(box) for box in fields["alert_regions"]]
+        fields["suspected_patch"] = self._roi(fields["suspected_patch"])
         self.writer.write_fields(NODE_TOPICS["alert"], CERTIFICATION_STATUS_TYPE, stamp, frame_id="camera",
-                                 latency_ms=1000 * float(record.get("latency_s") or 0.0), **messages.status)
+                                 latency_ms=1000 * float(record.get("latency_s") or 0.0), **fields)
+
+    def _roi(self, box: tuple[int, int, int, int]) -> object:
+        """A ``sensor_msgs/RegionOfInterest`` from ``(x, y, height, width)``."""
+        x, y, height, width = box
+        return build_message(self.writer.typestore, "sensor_msgs/msg/RegionOfInterest", x_offset=x,
+                             y_offset=y, height=height, width=width, do_rectify=False)
 
     def close(self) -> None:
         """Finish the bag (metadata)."""

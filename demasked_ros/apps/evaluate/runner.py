@@ -16,6 +16,7 @@ which each worker builds once.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from demasked_ros.core.metrics import CertificationMetrics, frame_statistics, su
 from demasked_ros.datasets.base import Frame, FrameError, FrameRecord
 from demasked_ros.engines.certifier import Certifier
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.probe import ProbeVerdict, probe_models
 from demasked_ros.engines.protocols import Demasker, Segmenter
 
 JSONL_NAME = "frames.jsonl"
@@ -57,6 +59,9 @@ class FrameOutcome:
     frame: Frame | None = None  # attached by the executor in the main process when arrays are kept
 
 
+LOG = logging.getLogger(__name__)
+
+
 class FrameEvaluator:
     """Certifies one frame under many configurations, caching engines and certifiers.
 
@@ -75,6 +80,8 @@ class FrameEvaluator:
         self._segmenters: dict[str, Segmenter] = {}
         self._demaskers: dict[str, Demasker] = {}
         self._certifiers: dict[tuple[str, int, int], Certifier] = {}
+        #: Batch-independence verdict per (segmenter, demasker) name pair, probed on first use.
+        self.probes: dict[tuple[str, str], ProbeVerdict] = {}
 
     def engines(self, config: EvalConfig) -> tuple[Segmenter, Demasker]:
         """The (cached) segmenter and demasker of ``config``; EvaluationError when unavailable."""
@@ -89,6 +96,20 @@ class FrameEvaluator:
             self._demaskers[config.demasker] = self.factory.demasker(config.demasker)
         return self._segmenters[config.segmenter], self._demaskers[config.demasker]
 
+    def probe(self, config: EvalConfig) -> ProbeVerdict:
+        """Batch-independence verdict of ``config``'s models (probed once per pair, logged).
+
+        Batch-dependent models are run one branch per call (sound whatever they do with a batch).
+        """
+        pair = (config.segmenter, config.demasker)
+        if pair not in self.probes:
+            segmenter, demasker = self.engines(config)
+            verdict = probe_models(segmenter, demasker)
+            if not verdict.independent:
+                LOG.warning("%s + %s: %s; running one branch per call", *pair, verdict.describe())
+            self.probes[pair] = verdict
+        return self.probes[pair]
+
     def certifier(self, config: EvalConfig, height: int, width: int) -> Certifier:
         """The (cached) certifier of ``config`` for this image size.
 
@@ -99,7 +120,9 @@ class FrameEvaluator:
         if key not in self._certifiers:
             segmenter, demasker = self.engines(config)
             try:
-                self._certifiers[key] = Certifier(segmenter, demasker, config.masks(height, width))
+                chunk = None if self.probe(config).independent else 1
+                self._certifiers[key] = Certifier(segmenter, demasker, config.masks(height, width),
+                                                  chunk_size=chunk)
             except EngineError as error:
                 raise EvaluationError(f"{config.config_id}: {error}") from error
         return self._certifiers[key]

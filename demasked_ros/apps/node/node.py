@@ -13,7 +13,13 @@ arrival order, and a failed preparation fails closed in that order.
 Fail closed: a malformed frame, a model or branch error, or a frame exceeding ``frame_timeout``
 publishes an alert with nothing certified and the error (plus an all-zero certification map when
 the frame size is known); a result is only ever published with the header of the frame it was
-computed from.
+computed from. A timed-out frame is cancelled: the certifier stops before its next chunk of
+branches. Results go out certification and alert first, labels after, and a failed publish is
+followed by an error alert, so a planner never sees labels without their certificate.
+
+Memory: compressed frames are checked from their header before decoding, the executor keeps one
+frame's working set within ``memory_budget``, and after a large frame the freed memory is handed
+back to the OS (:func:`~demasked_ros.engines.memory.release_memory`).
 """
 
 from __future__ import annotations
@@ -45,15 +51,18 @@ from demasked_ros.apps.node.params import (
     config_from_values,
 )
 from demasked_ros.apps.node.pipeline import FrameWorker, PreparedFrame, make_frame_worker
-from demasked_ros.apps.node.resolution import FrameCertifier, build_frame_certifier
+from demasked_ros.apps.node.resolution import CertifierCache, FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
+from demasked_ros.core.alarm import AlarmOutcome
 from demasked_ros.core.errors import CoreError
 from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.memory import release_memory
 from demasked_ros.rosio import topics
 from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
 from demasked_ros.rosio.messages import (
     Geometry,
+    RegionOptions,
     failure_messages,
     overlay_image,
     result_messages,
@@ -61,6 +70,11 @@ from demasked_ros.rosio.messages import (
 
 DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
+#: After a frame with more pixels than this, freed memory is returned to the OS (malloc_trim), and
+#: again after each of the next :data:`RELEASE_FOLLOWING` frames (the output queues and DDS
+#: histories let go of the large messages only as newer ones replace them).
+RELEASE_ABOVE_PIXELS = 2_000_000
+RELEASE_FOLLOWING = 8
 
 
 class DemaskedNode(LifecycleNode):
@@ -80,6 +94,8 @@ class DemaskedNode(LifecycleNode):
         self.stats = NodeStatistics()
         self._models: LoadedModels | None = None
         self._certifier: FrameCertifier | None = None
+        self._cache = CertifierCache()
+        self._releases_due = 0
         self._publish_lock = threading.Lock()
         self._active = False
         self._state_name = "unconfigured"
@@ -166,6 +182,7 @@ class DemaskedNode(LifecycleNode):
                 self.destroy_subscription(entity)
         self._timers, self._entities, self._pubs = [], [], {}
         self._models, self._certifier, self.config = None, None, None
+        self._cache.clear()
         self._state_name = "unconfigured"
 
     # ----------------------------------------------------------------------------- topics
@@ -187,6 +204,7 @@ class DemaskedNode(LifecycleNode):
         certifier = self._certifier
         extra = [*models.key_values(), *(certifier.plan.key_values() if certifier else []),
                  ("masks", certifier.masks.describe() if certifier else "not built yet"),
+                 ("masks_built", str(self._cache.built)),
                  ("in_flight", str(self._worker.busy)),
                  ("pipeline", "on" if self.config is not None and self.config.pipeline else "off")]
         publisher.publish(diagnostic_array(self.get_clock().now().to_msg(), self.get_name(), self.stats,
@@ -229,7 +247,18 @@ class DemaskedNode(LifecycleNode):
         return PreparedFrame(image, certifier, staged, seconds=time.monotonic() - frame.started)
 
     def _certify_frame(self, frame: Frame, prepared: PreparedFrame | None) -> None:
-        """Worker: certify a prepared frame and publish it, or fail closed, in arrival order."""
+        """Worker: one prepared frame, then hand a large frame's memory back to the OS."""
+        try:
+            self._certify_prepared(frame, prepared)
+        finally:
+            if frame.size is not None and frame.size[0] * frame.size[1] > RELEASE_ABOVE_PIXELS:
+                self._releases_due = RELEASE_FOLLOWING + 1
+            if self._releases_due > 0:
+                self._releases_due -= 1
+                release_memory()
+
+    def _certify_prepared(self, frame: Frame, prepared: PreparedFrame | None) -> None:
+        """Certify a prepared frame and publish it, or fail closed, in arrival order."""
         config, models = self.config, self._models
         if config is None or models is None or prepared is None:
             return
@@ -246,25 +275,26 @@ class DemaskedNode(LifecycleNode):
             return
         frame.certify_started = time.monotonic()
         try:
-            result = certifier.certify(prepared.staged)
+            result, alarm = certifier.certify_with_alarm(prepared.staged, cancel=frame.cancel)
         except EngineError as error:
             self.get_logger().error(f"certification failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, str(error))
             return
         frame.certify_ended = time.monotonic()
-        self._publish_result(frame, prepared.image, result, certifier, config, models)
+        self._publish_result(frame, prepared.image, result, alarm, certifier, config, models)
 
     def _decode(self, frame: Frame, config: NodeConfig) -> np.ndarray:
         msg = frame.msg
         if isinstance(msg, CompressedImage):
-            return decode_compressed(msg.format, msg.data, config.max_image_pixels)
+            return decode_compressed(msg.format, msg.data, config.max_image_pixels,
+                                     on_warning=self._decoder_warning)
         return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, config.max_image_pixels)
 
+    def _decoder_warning(self, line: str) -> None:
+        self.get_logger().warning(f"image decoder: {line}", throttle_duration_sec=_LOG_THROTTLE_S)
+
     def _certifier_for(self, height: int, width: int) -> FrameCertifier:
-        certifier = self._certifier
-        if certifier is not None and certifier.camera_hw == (height, width):
-            return certifier
-        certifier = self._build_certifier(height, width)
+        certifier = self._cache.get(height, width) or self._build_certifier(height, width)
         self._certifier = certifier
         return certifier
 
@@ -272,7 +302,9 @@ class DemaskedNode(LifecycleNode):
         config, models = self.config, self._models
         assert config is not None and models is not None
         certifier = build_frame_certifier(config, models, height, width)
-        self.get_logger().info(f"masks built: {certifier.plan.describe()}")
+        self._cache.put(certifier)
+        self.get_logger().info(f"masks built: {certifier.plan.describe()} ({self._cache.built} builds "
+                               "so far)", throttle_duration_sec=_LOG_THROTTLE_S)
         return certifier
 
     def _on_worker_error(self, frame: Frame, error: BaseException) -> None:
@@ -306,38 +338,60 @@ class DemaskedNode(LifecycleNode):
                         certifier.masks.t)
 
     def _fail(self, frame: Frame, code: int, text: str, timeout: bool = False) -> None:
-        """Publish a fail-closed alert (and an all-zero certification map when the size is known)."""
+        """Publish a fail-closed alert (and an all-zero certification map when the size is known).
+
+        The frame is cancelled too: a timed-out frame's certifier stops before its next chunk.
+        """
+        frame.cancel.set()
         with self._publish_lock:
             if frame.closed or not self._active or self.config is None:
                 return
             frame.closed = True  # no further output for this frame
             if code != CertificationStatus.ERROR_INVALID_INPUT:
                 self.stats.count_failed(text, timeout=timeout)
-            header = copy_header(frame.msg.header)
-            messages = failure_messages(self._geometry(), code, text, frame.size)
+            self._publish_failure(frame, code, text)
+
+    def _publish_failure(self, frame: Frame, code: int, text: str) -> None:
+        """The failure alert itself (caller holds the publish lock); the alert goes out even when
+        the all-zero certification map cannot be published."""
+        header = copy_header(frame.msg.header)
+        messages = failure_messages(self._geometry(), code, text, frame.size)
+        try:
             if messages.certification is not None:
                 publish_image(self._pubs, "certification", header, messages.certification)
+        finally:
             self._pubs["alert"].publish(status_message(header, messages, frame.received))
 
     def _publish_result(self, frame: Frame, image: np.ndarray, result: CertificationResult,
-                        certifier: FrameCertifier, config: NodeConfig, models: LoadedModels) -> None:
-        """Alert, labels and certification first (what planners wait for), then the RViz overlay."""
+                        alarm: AlarmOutcome, certifier: FrameCertifier, config: NodeConfig,
+                        models: LoadedModels) -> None:
+        """Certification and alert first, then labels, then the RViz overlay (all or nothing for a
+        planner: labels never go out before their certificate; a failed publish is followed by an
+        ERROR_INTERNAL alert for the frame)."""
         geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
                             certifier.masks.t)
         messages = result_messages(image, result.labels, result.certified, geometry,
-                                   models.class_info.colors, overlay_alpha=None,
-                                   min_region_area=config.min_alert_region_area,
-                                   max_regions=config.max_alert_regions)
+                                   models.class_info.colors, overlay_alpha=None, alarm=alarm,
+                                   regions_options=RegionOptions(config.min_alert_region_area,
+                                                                 config.max_alert_regions,
+                                                                 config.alert_region_open_radius,
+                                                                 config.alert_region_max_fraction))
         assert messages.labels is not None and messages.certification is not None
         with self._publish_lock:
             if frame.closed or not self._active:
                 return  # a timeout alert went out already, or the node was deactivated
             frame.closed = True
             header = copy_header(frame.msg.header)
-            publish_image(self._pubs, "labels", header, messages.labels)
-            publish_image(self._pubs, "certification", header, messages.certification)
             status = status_message(header, messages, frame.received)
-            self._pubs["alert"].publish(status)
+            try:
+                publish_image(self._pubs, "certification", header, messages.certification)
+                self._pubs["alert"].publish(status)
+                publish_image(self._pubs, "labels", header, messages.labels)
+            except Exception as error:
+                text = f"publishing the result failed: {type(error).__name__}: {error}"
+                self.stats.count_failed(text)
+                self._publish_failure(frame, CertificationStatus.ERROR_INTERNAL, text)
+                raise
             now_ns = self.get_clock().now().nanoseconds
             published = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

@@ -9,6 +9,7 @@ decisions.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Frame:
     started: float = field(default=0.0)
     certify_started: float = field(default=0.0)
     certify_ended: float = field(default=0.0)
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 def create_publishers(node: Any, config: NodeConfig) -> dict[str, Any]:
@@ -54,10 +56,16 @@ def create_publishers(node: Any, config: NodeConfig) -> dict[str, Any]:
 
 
 def create_input(node: Any, config: NodeConfig, callback: Callable[[Any], None]) -> Any:
-    """The camera subscription of ``config.input_transport`` with the configured QoS."""
-    kind = CompressedImage if config.input_transport == "compressed" else Image
-    return node.create_subscription(kind, topics.input_topic(config.input_transport), callback,
-                                    topics.input_qos(config.input_qos, config.input_qos_depth))
+    """The camera subscription of ``config.input_transport`` with the configured QoS.
+
+    Compressed input follows image_transport: ``<image>/compressed`` where ``<image>`` is the raw
+    topic *after remapping*, so ``-r image:=/cam/image`` subscribes to ``/cam/image/compressed``.
+    """
+    qos = topics.input_qos(config.input_qos, config.input_qos_depth)
+    if config.input_transport == "compressed":
+        base = node.resolve_topic_name(topics.input_topic("raw"))
+        return node.create_subscription(CompressedImage, f"{base.rstrip('/')}/compressed", callback, qos)
+    return node.create_subscription(Image, topics.input_topic(config.input_transport), callback, qos)
 
 
 def class_info_message(models: LoadedModels, stamp: Any) -> ClassInfo:
@@ -76,7 +84,9 @@ def status_message(header: Header, messages: OutputMessages, received: float) ->
     """``~/alert`` from the shared status fields; latency measured from ``received`` until now."""
     fields = dict(messages.status)
     regions = fields.pop("alert_regions")
+    x, y, height, width = fields.pop("suspected_patch")
     status = CertificationStatus(header=header, **fields)
+    status.suspected_patch = RegionOfInterest(x_offset=x, y_offset=y, height=height, width=width)
     status.alert_regions = [RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w)
                             for x, y, h, w in regions]
     status.latency_ms = (time.monotonic() - received) * 1000.0

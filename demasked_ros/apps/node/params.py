@@ -18,6 +18,7 @@ from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import DETECTION_AXES, RECOVERY_T
 from demasked_ros.core.spec import MODES, RESIZE_INTERPOLATIONS, CertSpec
 from demasked_ros.core.threat import PatchSpec
+from demasked_ros.engines.certifier import BATCH_PROBE_POLICIES
 from demasked_ros.engines.factory import DEMASKER_NAMES, EXECUTOR_NAMES, SegmenterSpec
 from demasked_ros.rosio.topics import INPUT_QOS, OUTPUT_QOS, TRANSPORTS
 
@@ -114,6 +115,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("resize_interpolation", "area", "OpenCV interpolation of the resize to the working size "
               "(area is best for downscaling; only with working_height/working_width).",
               choices=RESIZE_INTERPOLATIONS),
+    ParamSpec("working_max_pixels", 480 * 360, "Automatic working resolution: a frame with more pixels "
+              "is resized (aspect kept) to at most this many BEFORE masking, with the patch widened "
+              "as for working_height/working_width (which override it). 0 turns it off. See docs/ROS.md "
+              "for the measured trade-off.", low=0, high=1 << 30),
+    ParamSpec("memory_budget", 1.5, "GB for one frame's working set (masked and demasked copies, labels, "
+              "model activations); the CPU executor runs as many branches per batch as fit, at least 1.",
+              low=0.01, high=4096.0),
+    ParamSpec("batch_probe", "fallback", "At configure, probe the models for batch independence (a branch "
+              "must not depend on its batch-mates): refuse batch-dependent models, fall back to one branch "
+              "per call (logged, in diagnostics), or off.", choices=BATCH_PROBE_POLICIES),
     ParamSpec("max_image_pixels", 3840 * 2160, "Frames with more pixels are rejected.", low=1,
               high=1 << 30),
     ParamSpec("publish_overlay", True, "Publish the RViz colour overlay on ~/overlay."),
@@ -122,6 +133,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "as an alert region.", low=1, high=1 << 30),
     ParamSpec("max_alert_regions", 32, "Most alert regions per message (largest first).", low=0,
               high=10000),
+    ParamSpec("alert_region_open_radius", 2, "Opening radius (pixels) that removes thin class-boundary "
+              "bands before alert regions are formed (0: none).", low=0, high=100),
+    ParamSpec("alert_region_max_fraction", 0.1, "A region whose box would exceed this fraction of the "
+              "frame is reported as coarse grid cells instead (1: never split).", low=0.001, high=1.0),
+    ParamSpec("alarm_calibration", "default", "Patch-alarm calibration file (demasked-calibrate): "
+              "'default' (the one shipped for the default models), a path, or '' (no calibrated alarm: "
+              "alert = some pixel uncertified). The alarm is empirical, not certified."),
     ParamSpec("frame_timeout", 5.0, "Seconds a frame may take; later, the frame fails closed with "
               "ERROR_TIMEOUT.", low=0.01, high=3600.0),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", low=0.05,
@@ -156,11 +174,17 @@ class NodeConfig:
     output_qos: str
     output_qos_depth: int
     expected_size: tuple[int, int] | None
+    working_max_pixels: int
+    memory_budget: float
+    batch_probe: str
     max_image_pixels: int
     publish_overlay: bool
     overlay_alpha: float
     min_alert_region_area: int
     max_alert_regions: int
+    alert_region_open_radius: int
+    alert_region_max_fraction: float
+    alarm_calibration: str
     frame_timeout: float
     diagnostics_period: float
 
@@ -179,6 +203,11 @@ class NodeConfig:
             class_names=self.class_names or CAMVID.names, input_size=self.input_size, mean=self.mean,
             std=self.std, channel_order=self.channel_order, providers=self.providers, threads=self.threads,
             device=device)
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """:attr:`memory_budget` (GB) in bytes, for the executor."""
+        return int(self.memory_budget * 1e9)
 
     def describe(self) -> str:
         """One line for logs."""
@@ -249,9 +278,10 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
     expected = (v["expected_height"], v["expected_width"]) if v["expected_height"] else None
     working = ((v["working_height"], v["working_width"]) if v["working_height"] or v["working_width"]
                else None)
-    if working is None and v["resize_interpolation"] != SPECS["resize_interpolation"].default:
+    if working is None and not v["working_max_pixels"] and \
+            v["resize_interpolation"] != SPECS["resize_interpolation"].default:
         raise NodeConfigError(f"resize_interpolation = {v['resize_interpolation']!r} has no effect "
-                              "without working_height/working_width")
+                              "without working_height/working_width or working_max_pixels")
     if expected is not None and expected[0] * expected[1] > v["max_image_pixels"]:
         raise NodeConfigError(f"expected size {expected[0]}x{expected[1]} exceeds max_image_pixels")
     try:
@@ -273,9 +303,13 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
         input_transport=v["input_transport"],
         input_qos=v["input_qos"], input_qos_depth=v["input_qos_depth"], output_qos=v["output_qos"],
         output_qos_depth=v["output_qos_depth"], expected_size=expected,
-        max_image_pixels=v["max_image_pixels"], publish_overlay=v["publish_overlay"],
+        working_max_pixels=v["working_max_pixels"], memory_budget=v["memory_budget"],
+        batch_probe=v["batch_probe"], max_image_pixels=v["max_image_pixels"],
+        publish_overlay=v["publish_overlay"],
         overlay_alpha=v["overlay_alpha"], min_alert_region_area=v["min_alert_region_area"],
         max_alert_regions=v["max_alert_regions"], frame_timeout=v["frame_timeout"],
+        alert_region_open_radius=v["alert_region_open_radius"],
+        alert_region_max_fraction=v["alert_region_max_fraction"], alarm_calibration=v["alarm_calibration"],
         diagnostics_period=v["diagnostics_period"],
     )
 

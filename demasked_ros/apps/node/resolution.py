@@ -10,6 +10,12 @@ the certificate are copied back to the camera size with nearest-neighbour upscal
 pixel takes the label and certificate of exactly one working pixel, so a certified camera pixel's
 label cannot be changed by the original patch either.
 
+By default the working size is automatic: a frame with more than ``working_max_pixels`` pixels is
+resized, aspect kept, to the largest size within that budget (:func:`fit_within`); explicit
+``working_height/width`` override it, ``working_max_pixels: 0`` turns it off. Built certifiers are
+kept for the last few camera sizes (:class:`CertifierCache`), so alternating sizes do not rebuild
+masks each time.
+
 The threat model stays the user's: the patch is resolved at the camera size (``patch_fraction`` of
 the *original* area, or ``patch_height/width`` in original pixels) and that size is what the node
 reports; the widened patch only fixes the mask geometry.
@@ -17,15 +23,20 @@ reports; the widened patch only fixes the mask geometry.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from demasked_ros.apps.node.models import LoadedModels
 from demasked_ros.apps.node.params import NodeConfig, NodeConfigError
+from demasked_ros.core.alarm import AlarmCalibration, AlarmOutcome, PatchAlarm, load_calibrations
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
+from demasked_ros.core.resize import fit_within
 from demasked_ros.engines.certifier import CertificationResult, Certifier, PreparedImage
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
@@ -88,6 +99,8 @@ def plan_masks(config: NodeConfig, height: int, width: int) -> MaskPlan:
         raise NodeConfigError(f"cannot build masks for a {height}x{width} frame: {error}") from error
     try:
         working = spec.working_hw(height, width)
+        if spec.working_size is None and config.working_max_pixels:
+            working = fit_within((height, width), config.working_max_pixels)
     except CoreError as error:
         raise NodeConfigError(str(error)) from error
     if working is None:
@@ -116,11 +129,12 @@ class FrameCertifier:
     the input size whatever the working size.
     """
 
-    def __init__(self, plan: MaskPlan, certifier: Certifier) -> None:
+    def __init__(self, plan: MaskPlan, certifier: Certifier, alarm: PatchAlarm | None = None) -> None:
         if certifier.masks is not plan.masks:
             raise NodeConfigError("the certifier must use the plan's masks")
         self.plan = plan
         self.certifier = certifier
+        self.alarm = alarm or PatchAlarm(plan.masks)
 
     @property
     def masks(self) -> MaskSet:
@@ -154,22 +168,42 @@ class FrameCertifier:
             timings["resize"] = resized - start
         return CameraFrame(prepared, self.camera_hw, timings)
 
-    def certify(self, image: np.ndarray | CameraFrame) -> CertificationResult:
+    def certify(self, image: np.ndarray | CameraFrame,
+                cancel: threading.Event | None = None) -> CertificationResult:
         """Labels and certificate for a camera-size frame (or its :meth:`prepare` result), computed
         at the working size.
 
         ``branch_labels`` stay at the working size. Timings gain ``stage``, and ``resize`` and
-        ``upscale`` with a working size; ``total`` includes the preparation.
+        ``upscale`` with a working size; ``total`` includes the preparation. ``cancel`` abandons
+        the frame between branch chunks (see :meth:`Certifier.certify`).
 
         Raises:
-            EngineError: a frame of another size, or any branch failure (callers fail closed).
+            EngineError: a frame of another size, any branch failure or cancellation (callers
+                fail closed).
         """
+        return self._certify(image, with_alarm=False, cancel=cancel)[0]
+
+    def certify_with_alarm(self, image: np.ndarray | CameraFrame, cancel: threading.Event | None = None
+                           ) -> tuple[CertificationResult, AlarmOutcome]:
+        """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
+        in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
+        result, alarm = self._certify(image, with_alarm=True, cancel=cancel)
+        if alarm is None:
+            raise EngineError("the patch alarm produced no outcome")
+        return result, alarm
+
+    def _certify(self, image: np.ndarray | CameraFrame, with_alarm: bool,
+                 cancel: threading.Event | None) -> tuple[CertificationResult, AlarmOutcome | None]:
         frame = image if isinstance(image, CameraFrame) else self.prepare(image)
         if frame.camera_hw != self.camera_hw:
             raise EngineError(f"frame was prepared for {_size(frame.camera_hw)}, this certifier "
                               f"certifies {_size(self.camera_hw)}")
         start = time.perf_counter()
-        result = self.certifier.certify(frame.prepared)
+        result = self.certifier.certify(frame.prepared, cancel=cancel)
+        alarm = None
+        if with_alarm:
+            outcome = self.alarm.evaluate(result.branch_labels, result.labels)
+            alarm = outcome if self.plan.resizer is None else self._camera_alarm(outcome)
         certified = time.perf_counter()
         timings = {**result.timings, **frame.timings}
         resizer = self.plan.resizer
@@ -180,7 +214,44 @@ class FrameCertifier:
             timings["upscale"] = time.perf_counter() - certified
         timings["total"] = time.perf_counter() - start + sum(frame.timings.values())
         return CertificationResult(labels=labels, certified=certificate, branch_labels=result.branch_labels,
-                                   mode=result.mode, timings=timings)
+                                   mode=result.mode, timings=timings), alarm
+
+    def _camera_alarm(self, outcome: AlarmOutcome) -> AlarmOutcome:
+        """The suspected patch scaled from working to camera pixels (covering, clipped)."""
+        if outcome.roi is None:
+            return outcome
+        (camera_h, camera_w), (work_h, work_w) = self.plan.camera_hw, self.plan.working_hw
+        y, x, height, width = outcome.roi
+        top, left = y * camera_h // work_h, x * camera_w // work_w
+        bottom = min(camera_h, -(-(y + height) * camera_h // work_h))
+        right = min(camera_w, -(-(x + width) * camera_w // work_w))
+        return AlarmOutcome(outcome.score, (top, left, bottom - top, right - left), outcome.alarmed)
+
+
+def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:
+    """The calibrations named by ``alarm_calibration``: 'default' (shipped; none if absent), a
+    path (NodeConfigError when unreadable), or '' (none)."""
+    from demasked_ros.engines.factory import MODELS_DIR
+
+    name = config.alarm_calibration
+    if not name:
+        return {}
+    path = MODELS_DIR / "alarm_calibration.json" if name == "default" else Path(name)
+    if name == "default" and not path.is_file():
+        return {}
+    try:
+        return load_calibrations(path)
+    except CoreError as error:
+        raise NodeConfigError(f"alarm_calibration: {error}") from error
+
+
+def models_key(config: NodeConfig) -> str:
+    """The models part of a calibration key: 'default' for the packaged models, else their names."""
+    if not config.segmenter_plugin and config.segmenter_model in ("", "default") and \
+            config.demasker in ("default", "learned"):
+        return "default"
+    segmenter = config.segmenter_plugin or Path(config.segmenter_model).stem or "default"
+    return f"{segmenter}+{config.demasker}"
 
 
 @dataclass(frozen=True)
@@ -202,9 +273,42 @@ def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,
         EngineError: masks the Certifier refuses as unsound.
     """
     plan = plan_masks(config, height, width)
-    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=config.chunk_size,
-                          executor=models.executor)
-    return FrameCertifier(plan, certifier)
+    certifier = Certifier(models.segmenter, models.demasker, plan.masks, chunk_size=models.chunk_size,
+                          executor=models.executor, memory_budget=config.memory_budget_bytes)
+    alarm = PatchAlarm.from_calibrations(plan.masks, load_alarm_calibrations(config), models_key(config))
+    return FrameCertifier(plan, certifier, alarm)
+
+
+class CertifierCache:
+    """The :class:`FrameCertifier` of the last ``size`` camera sizes, most recently used last.
+
+    Why: a stream that alternates sizes (two cameras on one topic, a fuzzer) rebuilt the masks on
+    every change and logged each rebuild. :attr:`built` counts the builds (for diagnostics).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.built = 0
+        self._items: OrderedDict[tuple[int, int], FrameCertifier] = OrderedDict()
+
+    def get(self, height: int, width: int) -> FrameCertifier | None:
+        """The cached certifier for this camera size (marked most recent), or None."""
+        certifier = self._items.get((height, width))
+        if certifier is not None:
+            self._items.move_to_end((height, width))
+        return certifier
+
+    def put(self, certifier: FrameCertifier) -> None:
+        """Remember a newly built certifier, dropping the least recently used beyond :attr:`size`."""
+        self.built += 1
+        self._items[certifier.camera_hw] = certifier
+        self._items.move_to_end(certifier.camera_hw)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every certifier."""
+        self._items.clear()
 
 
 def _size(hw: tuple[int, int]) -> str:

@@ -159,7 +159,8 @@ def test_lifecycle_transitions(ros_python, ros_env, rclpy_context):
     ({"segmenter_model": "/nonexistent/model.onnx"}, "not found"),
     ({"working_height": 200, "expected_height": 120, "expected_width": 160},
      "working size 200x267 is larger than the 120x160 frame"),
-    ({"resize_interpolation": "linear"}, "has no effect without working_height/working_width"),
+    ({"resize_interpolation": "linear", "working_max_pixels": 0},
+     "has no effect without working_height/working_width"),
 ])
 def test_parameter_errors_fail_configure_with_one_clear_line(ros_python, ros_env, params, message):
     process = start_node(ros_python, ros_env, params)

@@ -56,7 +56,8 @@ def test_working_size_larger_than_the_frame_is_rejected():
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"resize_interpolation": "linear"}, "has no effect without working_height/working_width"),
+    ({"resize_interpolation": "linear", "working_max_pixels": 0},
+     "has no effect without working_height/working_width"),
     ({"working_height": 10, "resize_interpolation": "cubic"}, "not one of"),
     ({"working_width": -1}, "outside"),
     ({"working_height": 200, "expected_height": 96, "expected_width": 128}, "larger than the 96x128"),
@@ -170,3 +171,30 @@ def test_certified_camera_pixels_keep_their_label_under_any_original_patch():
             changed_somewhere |= bool((result.labels != clean.labels).any())
             np.testing.assert_array_equal(result.labels[clean.certified], clean.labels[clean.certified])
     assert changed_somewhere, "the attacks should change some (uncertified) labels"
+
+
+def test_alarm_is_scored_at_the_working_size_and_reported_in_camera_pixels(tmp_path):
+    from demasked_ros.core.alarm import AlarmCalibration, AlarmParams, calibration_key, save_calibrations
+
+    frame, _ = street_scene(seed=5, height=96, width=128)
+    native = build_frame_certifier(config_from_values({"threads": 1, "alarm_calibration": ""}),
+                                   models(), 96, 128)
+    result, outcome = native.certify_with_alarm(frame)
+    assert outcome.alarmed is None  # no calibration: no calibrated decision
+    np.testing.assert_array_equal(result.labels, native.certify(frame).labels)
+    expected = native.alarm.evaluate(result.branch_labels, result.labels)
+    assert outcome == expected
+    config = config_from_values({"threads": 1, "working_height": 48, "working_width": 64,
+                                 "alarm_calibration": str(tmp_path / "alarm.json"), "demasker": "telea"})
+    plan_key = calibration_key(plan_masks(config, 96, 128).masks, "default+telea")
+    save_calibrations(tmp_path / "alarm.json", [AlarmCalibration(plan_key, -1.0, 0.01, 5, AlarmParams())])
+    working = build_frame_certifier(config, models(), 96, 128)
+    _, scaled = working.certify_with_alarm(frame)
+    assert scaled.alarmed is True  # threshold -1: every score alarms, so the calibration was found
+    if scaled.roi is not None:
+        y, x, h, w = scaled.roi
+        assert y >= 0 and y + h <= 96 and x >= 0 and x + w <= 128
+        assert h >= 2 * working.masks.patch[0] - 2  # scaled up from the working size
+    with pytest.raises(NodeConfigError, match="alarm_calibration"):
+        build_frame_certifier(config_from_values({"alarm_calibration": str(tmp_path / "missing.json")}),
+                              models(), 96, 128)
