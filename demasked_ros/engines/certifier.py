@@ -16,6 +16,11 @@ each chunk, so a cancelled (timed-out) frame is abandoned within one chunk's tim
 A user's model that normalises with batch statistics makes one branch depend on its batch-mates;
 ``Certifier(..., batch_probe="refuse" | "fallback")`` probes the models on random frames first
 (:mod:`demasked_ros.engines.probe`) and refuses them or runs one branch per call.
+
+Frame pipelining (the node prepares frame t+1 while frame t is certified): :meth:`Certifier.prepare`
+checks a frame and, where the executor offers ``prepare`` (:class:`StagingExecutor`, e.g. a GPU
+executor starting the frame's host-to-device copy), stages it; :meth:`Certifier.certify` accepts
+the :class:`PreparedImage` in place of the frame and gives the same result.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -142,6 +147,33 @@ class AggregatingExecutor(BranchExecutor, Protocol):
                        clock: StageClock, t: int) -> AggregatedBranches:
         """Branches, f(x) in detection mode, and the aggregate; stage times on ``clock``."""
         ...
+
+
+class StagingExecutor(BranchExecutor, Protocol):
+    """A :class:`BranchExecutor` that can start moving a frame to its device before it runs.
+
+    Optional: :meth:`Certifier.prepare` calls :meth:`prepare` when an executor has it. ``run`` and
+    ``run_aggregated`` must accept the returned handle in place of the image, with exactly the
+    image's pixels, and ``prepare`` must be safe to call while another frame runs.
+    """
+
+    def prepare(self, image: np.ndarray) -> object:
+        """A handle of ``image`` (H x W x 3 uint8) on its way to where the branches run."""
+        ...
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A frame checked against the masks and staged by the executor (:meth:`Certifier.prepare`).
+
+    ``image``: the H x W x 3 uint8 frame (must not change until certified); ``staged``: the
+    executor's handle, None where the executor stages nothing; ``executor``: the executor that
+    staged it (the handle is only ever given back to that executor).
+    """
+
+    image: np.ndarray
+    staged: object | None = None
+    executor: object | None = None
 
 
 class ChunkedExecutor:
@@ -261,9 +293,29 @@ class Certifier:
         """``"recovery"`` or ``"detection"``, from the mask set."""
         return self.masks.mode
 
-    def certify(self, image: np.ndarray, cancel: threading.Event | None = None) -> CertificationResult:
+    def prepare(self, image: np.ndarray) -> PreparedImage:
+        """Check ``image`` and let a :class:`StagingExecutor` start moving it (pipelining's stage 1).
+
+        Raises:
+            EngineError: a bad frame or a failed staging (callers fail closed).
+        """
+        self._check_frame(image)
+        stage = getattr(self.executor, "prepare", None)
+        if stage is None:
+            return PreparedImage(image)
+        try:
+            staged = stage(image)
+        except EngineError:
+            raise
+        except Exception as error:
+            raise EngineError(f"staging the frame failed: {type(error).__name__}: {error}") from error
+        return PreparedImage(image, staged, self.executor)
+
+    def certify(self, image: np.ndarray | PreparedImage,
+                cancel: threading.Event | None = None) -> CertificationResult:
         """Labels and certificate for one H x W x 3 uint8 RGB frame of the masks' size.
 
+        ``image`` may be what :meth:`prepare` returned for it; the result is the same.
         ``cancel``: set it (e.g. from a watchdog on timeout) to abandon the frame; the executor
         stops before its next chunk and this raises EngineError.
 
@@ -272,16 +324,21 @@ class Certifier:
                 then; callers fail closed (alert, no certificate) rather than reuse an older result.
         """
         start = time.perf_counter()
+        frame: Any = image  # what the executor gets: the image, or its handle from this executor
+        if isinstance(image, PreparedImage):
+            prepared, image = image, image.image
+            staged = prepared.staged is not None and prepared.executor is self.executor
+            frame = prepared.staged if staged else image
         self._check_frame(image)
         clock = StageClock(cancel)
         aggregating = getattr(self.executor, "run_aggregated", None)
         try:
             if aggregating is not None:
-                aggregated = aggregating(image, self.masks, self.demasker, self.segmenter, clock,
+                aggregated = aggregating(frame, self.masks, self.demasker, self.segmenter, clock,
                                          self.masks.n_patches * self.masks.t)
                 branch_labels = getattr(aggregated, "branch_labels", None)
             else:
-                branch_labels = self.executor.run(image, self.masks, self.demasker, self.segmenter, clock)
+                branch_labels = self.executor.run(frame, self.masks, self.demasker, self.segmenter, clock)
         except EngineError:
             raise
         except Exception as error:

@@ -18,6 +18,9 @@ CPU threads and its output is uploaded and segmented on the device as soon as it
 the threads go on with the next chunks; a numpy-only segmenter runs whole branches on CPU threads
 and only the labels are uploaded. Torch engines must live on the executor's device.
 
+Pipelining: :meth:`CudaStreamExecutor.prepare` starts frame t+1's copy on an upload stream while
+frame t runs; ``run*`` accept its :class:`~.device_staging.StagedFrame` in place of the image.
+
 ``device="cpu"`` runs exactly this code with the stream and event calls as no-ops (and no
 pinning): that is how CI tests it. Soundness: masking is the first thing that happens to the
 frame on the device (``frame * visible``), every branch sees only its masked copy, deterministic
@@ -41,6 +44,7 @@ import torch
 from demasked_ros.core.masks import MaskSet
 from demasked_ros.engines import device_aggregate
 from demasked_ros.engines.certifier import AggregatedBranches, StageClock, mask_images
+from demasked_ros.engines.device_staging import StagedFrame, claim, stage_frame
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.protocols import Demasker, Segmenter
 from demasked_ros.engines.segmenters import check_labels
@@ -139,6 +143,7 @@ class CudaStreamExecutor:
         self._main = _Lane(self.device)  # private: frames on two executors do not serialise
         self._lanes = [_Lane(self.device) for _ in range(self.streams)]
         self._fx_lane = _Lane(self.device)
+        self._upload_lane = _Lane(self.device)  # prepare(): frame t+1's copy beside frame t
         self._masks: OrderedDict[int, tuple[MaskSet, torch.Tensor]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=cpu_threads or self.streams,
                                         thread_name_prefix="demasked-branch")
@@ -159,20 +164,25 @@ class CudaStreamExecutor:
         for start in range(0, k, size):
             yield slice(start, min(k, start + size))
 
-    def run(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
+    def prepare(self, image: np.ndarray) -> StagedFrame:
+        """Start ``image``'s copy to the device now, beside any frame running (no lock taken)."""
+        return stage_frame(image, self.device, self._upload_lane.stream)
+
+    def run(self, image: np.ndarray | StagedFrame, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
             clock: StageClock) -> np.ndarray:
         """Labels of all K branches (K x H x W int32, host), in mask order."""
         with self._lock, self._device_scope(), self._main.use():
-            branches = self._branches(image, masks, demasker, segmenter, clock)
+            host, frame = self._frame(image, clock)
+            branches = self._branches(host, masks, demasker, segmenter, clock, frame)
             bad = device_aggregate.out_of_range(branches, len(segmenter.class_names))
             return self._download([branches], bad, [branches.shape], clock)[0]
 
-    def run_aggregated(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
-                       clock: StageClock, t: int) -> AggregatedBranches:
+    def run_aggregated(self, image: np.ndarray | StagedFrame, masks: MaskSet, demasker: Demasker,
+                       segmenter: Segmenter, clock: StageClock, t: int) -> AggregatedBranches:
         """Branches, f(x) (detection) and the aggregate, all computed on the device."""
         with self._lock, self._device_scope(), self._main.use():
             main = self._main_stream()
-            frame = self._upload(image, clock)
+            image, frame = self._frame(image, clock)
             num_classes = len(segmenter.class_names)
             plain = None
             if masks.mode == "detection":  # f(x) on its own stream, beside the branches
@@ -196,13 +206,11 @@ class CudaStreamExecutor:
     # -- steps -------------------------------------------------------------------------------
 
     def _branches(self, image: np.ndarray, masks: MaskSet, demasker: Demasker, segmenter: Segmenter,
-                  clock: StageClock, frame: torch.Tensor | None = None) -> torch.Tensor:
+                  clock: StageClock, frame: torch.Tensor) -> torch.Tensor:
         """K x H x W int32 branch labels on the device (joined into the main stream)."""
         seg_on_device = tensor_segmenter(segmenter, self.device)
         dem_on_device = seg_on_device and tensor_demasker(demasker, self.device)
         main = self._main_stream()
-        if frame is None:
-            frame = self._upload(image, clock)
         visible = self._device_masks(masks, clock)
         out = torch.empty((masks.k, masks.height, masks.width), dtype=torch.int32, device=self.device)
         chunks = list(self.chunks(masks.k))
@@ -280,14 +288,15 @@ class CudaStreamExecutor:
         self._sync_stage()
         return labels
 
-    def _upload(self, image: np.ndarray, clock: StageClock) -> torch.Tensor:
-        """The frame as uint8 3 x H x W on the device: one copy, from pinned memory on a GPU."""
+    def _frame(self, image: np.ndarray | StagedFrame, clock: StageClock) -> tuple[np.ndarray, torch.Tensor]:
+        """Host pixels and the device frame (3 x H x W uint8): a staged frame's, after its copy, or
+        one copy now on the current stream, from pinned memory on a GPU."""
+        if isinstance(image, StagedFrame):
+            return claim(image, self.device, self._main_stream())
         with clock.measure("masking"):
-            host = torch.empty(image.shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
-            host.numpy()[...] = image
-            frame = host.to(self.device, non_blocking=True).permute(2, 0, 1).contiguous()
+            frame = stage_frame(image, self.device, None).tensor
             self._sync_stage()
-        return frame
+        return image, frame
 
     def _device_masks(self, masks: MaskSet, clock: StageClock) -> torch.Tensor:
         """K x H x W bool visibility on the device, uploaded once per mask set (kept by identity)."""

@@ -43,8 +43,12 @@ def by_dependency(depends: np.ndarray):
 
     def resize_rows(array, rows):
         assert rows == depends.shape[0]
-        assert array.dtype == np.float32  # the AxisResize contract: images' float32 path
-        return weights.astype(np.float32) @ array
+        # The AxisResize contract: float32 planes and uint8 three-channel frames, as images are.
+        assert (array.dtype, array.ndim) in ((np.float32, 2), (np.uint8, 3))
+        if array.dtype == np.float32:
+            return weights.astype(np.float32) @ array
+        mixed = np.tensordot(weights, array.astype(np.float64), axes=(1, 0))
+        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
     return resize_rows
 

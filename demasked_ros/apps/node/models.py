@@ -78,9 +78,6 @@ def load_models(config: NodeConfig, logger: Any = None) -> LoadedModels:
     segmenter_spec = config.segmenter_spec(device)
     segmenter = make_segmenter(segmenter_spec)
     demasker = make_demasker(config.demasker, threads=config.threads, device=device)
-    executor, executor_name = make_executor(config.executor, config.chunk_size, log, segmenter=segmenter,
-                                            demasker=demasker, streams=config.streams)
-    running = executor_info(executor)
     info, ignore_index = class_info_for(tuple(str(n) for n in segmenter.class_names))
     path = segmenter_spec.model_path
     model_name = segmenter_spec.name if path is None else model_identity(path)
@@ -91,8 +88,14 @@ def load_models(config: NodeConfig, logger: Any = None) -> LoadedModels:
             if config.batch_probe == "refuse":
                 raise EngineError(f"refusing batch-dependent models: {verdict.describe()}")
             log.warning(f"{verdict.describe()}; running one branch per call (batch_probe=fallback)")
-            executor, chunk_size = None, 1
-            executor_name = "cpu-chunked(chunk_size=1, batch probe failed)"
+            chunk_size = 1
+    # The executor (CPU chunks or CUDA streams) is built after the probe, so a failed probe keeps
+    # the device but runs one branch per call there.
+    executor, executor_name = make_executor(config.executor, chunk_size, log, segmenter=segmenter,
+                                            demasker=demasker, streams=config.streams)
+    if verdict is not None and not verdict.independent:
+        executor_name += " [batch probe failed: one branch per call]"
+    running = executor_info(executor)
     return LoadedModels(segmenter=segmenter, demasker=demasker, executor=executor, class_info=info,
                         ignore_index=ignore_index, model_name=model_name, providers=providers_of(segmenter),
                         demasker_name=type(demasker).__name__, executor_name=executor_name,

@@ -6,6 +6,9 @@ aggregation: all inside the Certifier; with ``working_height/width`` the frame i
 and the masks built for the widened patch, see :mod:`.resolution`) -> publishes ``~/labels``,
 ``~/certification``, ``~/overlay`` and ``~/alert`` with the input header (and size).
 ``/diagnostics`` is published on a timer, ``~/class_info`` once per configure (transient local).
+With ``pipeline`` (default) the worker is a :class:`~.pipeline.FramePipeline`: frame t+1 is
+decoded, resized and staged on the device while frame t is certified; results still leave in
+arrival order, and a failed preparation fails closed in that order.
 
 Fail closed: a malformed frame, a model or branch error, or a frame exceeding ``frame_timeout``
 publishes an alert with nothing certified and the error (plus an all-zero certification map when
@@ -47,9 +50,9 @@ from demasked_ros.apps.node.params import (
     NodeConfigError,
     config_from_values,
 )
+from demasked_ros.apps.node.pipeline import FrameWorker, PreparedFrame, make_frame_worker
 from demasked_ros.apps.node.resolution import CertifierCache, FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
-from demasked_ros.apps.node.worker import LatestFrameWorker
 from demasked_ros.core.alarm import AlarmOutcome
 from demasked_ros.core.errors import CoreError
 from demasked_ros.engines.certifier import CertificationResult
@@ -94,14 +97,12 @@ class DemaskedNode(LifecycleNode):
         self._cache = CertifierCache()
         self._releases_due = 0
         self._publish_lock = threading.Lock()
-        self._in_flight: Frame | None = None
         self._active = False
         self._state_name = "unconfigured"
         self._entities: list[Any] = []
         self._timers: list[Any] = []
         self._pubs: dict[str, Any] = {}
-        self._worker: LatestFrameWorker[Frame] = LatestFrameWorker(
-            self._process_frame, self._on_worker_error, on_drop=lambda _: self.stats.count_dropped())
+        self._worker = self._make_worker(pipelined=True)
         from demasked_ros.rosio.ros_env import check_ros_environment
 
         for finding in check_ros_environment(strict=False):  # a robot may talk to its network
@@ -117,6 +118,7 @@ class DemaskedNode(LifecycleNode):
             cv2.setNumThreads(config.threads)
             models = load_models(config, self.get_logger())
             self.config, self._models, self.stats = config, models, NodeStatistics()
+            self._worker = self._make_worker(config.pipeline)  # the old one stopped at cleanup
             self._create_entities(config)
             if config.expected_size is not None:
                 self._certifier = self._build_certifier(*config.expected_size)
@@ -179,7 +181,7 @@ class DemaskedNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._timers, self._entities, self._pubs = [], [], {}
-        self._models, self._certifier, self.config, self._in_flight = None, None, None, None
+        self._models, self._certifier, self.config = None, None, None
         self._cache.clear()
         self._state_name = "unconfigured"
 
@@ -203,7 +205,8 @@ class DemaskedNode(LifecycleNode):
         extra = [*models.key_values(), *(certifier.plan.key_values() if certifier else []),
                  ("masks", certifier.masks.describe() if certifier else "not built yet"),
                  ("masks_built", str(self._cache.built)),
-                 ("in_flight", str(self._worker.busy))]
+                 ("in_flight", str(self._worker.busy)),
+                 ("pipeline", "on" if self.config is not None and self.config.pipeline else "off")]
         publisher.publish(diagnostic_array(self.get_clock().now().to_msg(), self.get_name(), self.stats,
                                            self._state_name, extra))
 
@@ -215,10 +218,38 @@ class DemaskedNode(LifecycleNode):
             self._worker.submit(Frame(msg=msg, received=time.monotonic(),
                                        received_ns=self.get_clock().now().nanoseconds))
 
-    def _process_frame(self, frame: Frame) -> None:
-        """Worker thread: one frame, then hand a large frame's memory back to the OS."""
+    def _make_worker(self, pipelined: bool) -> FrameWorker[Frame]:
+        return make_frame_worker(pipelined, self._prepare_frame, self._certify_frame, self._on_worker_error,
+                                 on_drop=lambda _: self.stats.count_dropped())
+
+    def _prepare_frame(self, frame: Frame) -> PreparedFrame | None:
+        """Worker (pipelined: beside the previous frame's certification): decode and validate,
+        pick the certifier for the size, resize and stage. Failures are returned, not published:
+        :meth:`_certify_frame` publishes them in arrival order."""
+        config = self.config
+        if config is None:
+            return None
+        frame.started = time.monotonic()
         try:
-            self._process(frame)
+            image = self._decode(frame, config)
+        except ImageCodecError as error:
+            return PreparedFrame(rejected=str(error), log=f"rejected frame: {error}")
+        frame.size = (int(image.shape[0]), int(image.shape[1]))
+        try:
+            certifier = self._certifier_for(*frame.size)
+        except (EngineError, CoreError, NodeConfigError) as error:
+            return PreparedFrame(rejected=str(error),
+                                 log=f"cannot certify a {frame.size[0]}x{frame.size[1]} frame: {error}")
+        try:
+            staged = certifier.prepare(image)
+        except EngineError as error:
+            return PreparedFrame(error=str(error), log=f"certification failed: {error}")
+        return PreparedFrame(image, certifier, staged, seconds=time.monotonic() - frame.started)
+
+    def _certify_frame(self, frame: Frame, prepared: PreparedFrame | None) -> None:
+        """Worker: one prepared frame, then hand a large frame's memory back to the OS."""
+        try:
+            self._certify_prepared(frame, prepared)
         finally:
             if frame.size is not None and frame.size[0] * frame.size[1] > RELEASE_ABOVE_PIXELS:
                 self._releases_due = RELEASE_FOLLOWING + 1
@@ -226,39 +257,31 @@ class DemaskedNode(LifecycleNode):
                 self._releases_due -= 1
                 release_memory()
 
-    def _process(self, frame: Frame) -> None:
-        """Decode, certify, publish (or fail closed) one frame."""
+    def _certify_prepared(self, frame: Frame, prepared: PreparedFrame | None) -> None:
+        """Certify a prepared frame and publish it, or fail closed, in arrival order."""
         config, models = self.config, self._models
-        if config is None or models is None:
+        if config is None or models is None or prepared is None:
             return
-        frame.started = time.monotonic()
-        with self._publish_lock:
-            self._in_flight = frame
-        try:
-            image = self._decode(frame, config)
-        except ImageCodecError as error:
-            self.stats.count_rejected(str(error))
-            self.get_logger().warning(f"rejected frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
-            self._fail(frame, CertificationStatus.ERROR_INVALID_INPUT, f"invalid input: {error}")
+        frame.started = time.monotonic() - prepared.seconds  # statistics: a wait is queue wait
+        if prepared.rejected:
+            self.stats.count_rejected(prepared.rejected)
+            self.get_logger().warning(prepared.log, throttle_duration_sec=_LOG_THROTTLE_S)
+            self._fail(frame, CertificationStatus.ERROR_INVALID_INPUT, f"invalid input: {prepared.rejected}")
             return
-        frame.size = (int(image.shape[0]), int(image.shape[1]))
-        try:
-            certifier = self._certifier_for(*frame.size)
-        except (EngineError, CoreError, NodeConfigError) as error:
-            self.stats.count_rejected(str(error))
-            self.get_logger().warning(f"cannot certify a {frame.size[0]}x{frame.size[1]} frame: {error}",
-                                      throttle_duration_sec=_LOG_THROTTLE_S)
-            self._fail(frame, CertificationStatus.ERROR_INVALID_INPUT, f"invalid input: {error}")
+        certifier = prepared.certifier
+        if prepared.error or prepared.image is None:
+            self.get_logger().error(prepared.log, throttle_duration_sec=_LOG_THROTTLE_S)
+            self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, prepared.error)
             return
         frame.certify_started = time.monotonic()
         try:
-            result, alarm = certifier.certify_with_alarm(image, cancel=frame.cancel)
+            result, alarm = certifier.certify_with_alarm(prepared.staged, cancel=frame.cancel)
         except EngineError as error:
             self.get_logger().error(f"certification failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, str(error))
             return
         frame.certify_ended = time.monotonic()
-        self._publish_result(frame, image, result, alarm, certifier, config, models)
+        self._publish_result(frame, prepared.image, result, alarm, certifier, config, models)
 
     def _decode(self, frame: Frame, config: NodeConfig) -> np.ndarray:
         msg = frame.msg
@@ -291,13 +314,18 @@ class DemaskedNode(LifecycleNode):
                    f"internal error: {type(error).__name__}: {error}")
 
     def _watchdog(self) -> None:
-        """Executor thread: a frame over ``frame_timeout`` fails closed now; its result is discarded."""
-        config, frame = self.config, self._in_flight
-        if config is None or frame is None or frame.closed or not self._worker.busy:
+        """Executor thread: a frame worked on for over ``frame_timeout`` fails closed now; its
+        result is discarded. Only the oldest open frame may fail, so outputs stay in order."""
+        config = self.config
+        if config is None:
             return
-        if time.monotonic() - frame.started > config.frame_timeout:
-            self._fail(frame, CertificationStatus.ERROR_TIMEOUT,
-                       f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
+        for frame, seconds in self._worker.in_progress(time.monotonic()):
+            if frame.closed:
+                continue
+            if seconds > config.frame_timeout:
+                self._fail(frame, CertificationStatus.ERROR_TIMEOUT,
+                           f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
+            return
 
     # ----------------------------------------------------------------------------- publishing
     def _geometry(self) -> Geometry:
@@ -350,7 +378,6 @@ class DemaskedNode(LifecycleNode):
                                                                  config.alert_region_max_fraction))
         assert messages.labels is not None and messages.certification is not None
         with self._publish_lock:
-            self._in_flight = None
             if frame.closed or not self._active:
                 return  # a timeout alert went out already, or the node was deactivated
             frame.closed = True

@@ -89,6 +89,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0, high=4096),
     ParamSpec("streams", 2, "CUDA streams the K branches are spread over (GPU executor only).", low=1,
               high=64),
+    ParamSpec("pipeline", True, "Prepare frame t+1 (decode, resize, host-to-device copy) on a second "
+              "thread while frame t is certified; keep-latest and fail-closed rules are the same "
+              "(false: one thread does both in turn)."),
     ParamSpec("threads", 2, "CPU threads for inference and OpenCV (fixed for determinism).", low=1,
               high=256),
     ParamSpec("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
@@ -163,6 +166,7 @@ class NodeConfig:
     executor: str
     chunk_size: int | None
     streams: int
+    pipeline: bool
     threads: int
     input_transport: str
     input_qos: str
@@ -294,7 +298,8 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
         input_size=(v["input_height"], v["input_width"]) if v["input_height"] else None,
         mean=tuple(v["mean"]), std=tuple(v["std"]), channel_order=v["channel_order"],
         demasker=v["demasker"], providers=tuple(v["providers"]), executor=v["executor"],
-        chunk_size=v["chunk_size"] or None, streams=v["streams"], threads=v["threads"],
+        chunk_size=v["chunk_size"] or None, streams=v["streams"], pipeline=v["pipeline"],
+        threads=v["threads"],
         input_transport=v["input_transport"],
         input_qos=v["input_qos"], input_qos_depth=v["input_qos_depth"], output_qos=v["output_qos"],
         output_qos_depth=v["output_qos_depth"], expected_size=expected,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from demasked_ros.core.alarm import AlarmCalibration, AlarmOutcome, PatchAlarm, 
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.masks import MaskSet
 from demasked_ros.core.resize import fit_within
-from demasked_ros.engines.certifier import CertificationResult, Certifier
+from demasked_ros.engines.certifier import CertificationResult, Certifier, PreparedImage
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
 
@@ -146,11 +146,36 @@ class FrameCertifier:
         """The frame size this certifier accepts."""
         return self.plan.camera_hw
 
-    def certify(self, image: np.ndarray, cancel: threading.Event | None = None) -> CertificationResult:
-        """Labels and certificate for a camera-size frame, computed at the working size.
+    def prepare(self, image: np.ndarray) -> CameraFrame:
+        """Resize a camera-size frame to the working size, check it and let the executor stage it.
 
-        ``branch_labels`` stay at the working size. Timings gain ``resize`` and ``upscale``.
-        ``cancel`` abandons the frame between branch chunks (see :meth:`Certifier.certify`).
+        The node's pipeline runs this for frame t+1 while frame t is certified. Timings:
+        ``resize`` (with a working size) and ``stage``.
+
+        Raises:
+            EngineError: a frame of another size, or a failed staging (callers fail closed).
+        """
+        if not isinstance(image, np.ndarray) or image.shape[:2] != self.camera_hw:
+            raise EngineError(f"frame is {getattr(image, 'shape', type(image))}, this certifier "
+                              f"expects {_size(self.camera_hw)}")
+        start = time.perf_counter()
+        resizer = self.plan.resizer
+        working = image if resizer is None else resizer.resize(image)
+        resized = time.perf_counter()
+        prepared = self.certifier.prepare(working)
+        timings = {"stage": time.perf_counter() - resized}
+        if resizer is not None:
+            timings["resize"] = resized - start
+        return CameraFrame(prepared, self.camera_hw, timings)
+
+    def certify(self, image: np.ndarray | CameraFrame,
+                cancel: threading.Event | None = None) -> CertificationResult:
+        """Labels and certificate for a camera-size frame (or its :meth:`prepare` result), computed
+        at the working size.
+
+        ``branch_labels`` stay at the working size. Timings gain ``stage``, and ``resize`` and
+        ``upscale`` with a working size; ``total`` includes the preparation. ``cancel`` abandons
+        the frame between branch chunks (see :meth:`Certifier.certify`).
 
         Raises:
             EngineError: a frame of another size, any branch failure or cancellation (callers
@@ -158,7 +183,7 @@ class FrameCertifier:
         """
         return self._certify(image, with_alarm=False, cancel=cancel)[0]
 
-    def certify_with_alarm(self, image: np.ndarray, cancel: threading.Event | None = None
+    def certify_with_alarm(self, image: np.ndarray | CameraFrame, cancel: threading.Event | None = None
                            ) -> tuple[CertificationResult, AlarmOutcome]:
         """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
         in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
@@ -167,25 +192,27 @@ class FrameCertifier:
             raise EngineError("the patch alarm produced no outcome")
         return result, alarm
 
-    def _certify(self, image: np.ndarray, with_alarm: bool, cancel: threading.Event | None
-                 ) -> tuple[CertificationResult, AlarmOutcome | None]:
-        resizer = self.plan.resizer
-        if resizer is None:
-            result = self.certifier.certify(image, cancel=cancel)
-            return result, (self.alarm.evaluate(result.branch_labels, result.labels) if with_alarm else None)
+    def _certify(self, image: np.ndarray | CameraFrame, with_alarm: bool,
+                 cancel: threading.Event | None) -> tuple[CertificationResult, AlarmOutcome | None]:
+        frame = image if isinstance(image, CameraFrame) else self.prepare(image)
+        if frame.camera_hw != self.camera_hw:
+            raise EngineError(f"frame was prepared for {_size(frame.camera_hw)}, this certifier "
+                              f"certifies {_size(self.camera_hw)}")
         start = time.perf_counter()
-        working = resizer.resize(image)
-        resized = time.perf_counter()
-        result = self.certifier.certify(working, cancel=cancel)
-        alarm = (self._camera_alarm(self.alarm.evaluate(result.branch_labels, result.labels))
-                 if with_alarm else None)
+        result = self.certifier.certify(frame.prepared, cancel=cancel)
+        alarm = None
+        if with_alarm:
+            outcome = self.alarm.evaluate(result.branch_labels, result.labels)
+            alarm = outcome if self.plan.resizer is None else self._camera_alarm(outcome)
         certified = time.perf_counter()
-        labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
-        certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
-        timings = dict(result.timings)
-        timings["resize"] = resized - start
-        timings["upscale"] = time.perf_counter() - certified
-        timings["total"] = time.perf_counter() - start
+        timings = {**result.timings, **frame.timings}
+        resizer = self.plan.resizer
+        labels, certificate = result.labels, result.certified
+        if resizer is not None:
+            labels = resizer.upscale_labels(result.labels).astype(result.labels.dtype, copy=False)
+            certificate = resizer.upscale_labels(result.certified.astype(np.uint8)).astype(bool)
+            timings["upscale"] = time.perf_counter() - certified
+        timings["total"] = time.perf_counter() - start + sum(frame.timings.values())
         return CertificationResult(labels=labels, certified=certificate, branch_labels=result.branch_labels,
                                    mode=result.mode, timings=timings), alarm
 
@@ -225,6 +252,16 @@ def models_key(config: NodeConfig) -> str:
         return "default"
     segmenter = config.segmenter_plugin or Path(config.segmenter_model).stem or "default"
     return f"{segmenter}+{config.demasker}"
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """A camera frame made ready by :meth:`FrameCertifier.prepare`: at the working size, checked
+    and staged; ``timings`` holds the preparation's seconds (``stage``, ``resize``)."""
+
+    prepared: PreparedImage
+    camera_hw: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def build_frame_certifier(config: NodeConfig, models: LoadedModels, height: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -38,6 +39,8 @@ class LatestFrameWorker(Generic[Item]):
         self._accepting = False
         self._stopping = False
         self._busy = False
+        self._current: Item | None = None
+        self._current_since = 0.0
         self._thread: threading.Thread | None = None
         self.submitted = 0
         self.dropped = 0
@@ -83,6 +86,13 @@ class LatestFrameWorker(Generic[Item]):
         """True while an item is being processed."""
         return self._busy
 
+    def in_progress(self, now: float) -> list[tuple[Item, float]]:
+        """The item being processed and its seconds so far (the node's watchdog); [] when idle."""
+        with self._condition:
+            if not self._busy:
+                return []
+            return [(self._current, now - self._current_since)]  # type: ignore[list-item]
+
     def submit(self, item: Item) -> bool:
         """Offer ``item``; it replaces any pending one (counted in :attr:`dropped`). False if paused."""
         with self._condition:
@@ -110,7 +120,7 @@ class LatestFrameWorker(Generic[Item]):
                     return
                 item = self._pending
                 self._pending, self._has_pending = None, False
-                self._busy = True
+                self._busy, self._current, self._current_since = True, item, time.monotonic()
             try:
                 self._process(item)  # type: ignore[arg-type]
             except Exception as error:  # the worker must survive anything a frame throws
@@ -118,6 +128,6 @@ class LatestFrameWorker(Generic[Item]):
                     self._on_error(item, error)  # type: ignore[arg-type]
             finally:
                 with self._condition:
-                    self._busy = False
+                    self._busy, self._current = False, None
                     self.processed += 1
                     self._condition.notify_all()

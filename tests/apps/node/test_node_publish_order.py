@@ -49,10 +49,10 @@ def run_frame(node, failing: str | None):
     rgb = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
     frame = Frame(msg=image_msg(rgb, "rgb8", (5, 0)), received=time.monotonic())
     if failing is None:
-        node._process_frame(frame)
+        node._certify_frame(frame, node._prepare_frame(frame))
     else:  # the worker thread passes the error on to its handler, which logs it
         with pytest.raises(RuntimeError, match="publisher broke"):
-            node._process_frame(frame)
+            node._certify_frame(frame, node._prepare_frame(frame))
     return log
 
 

@@ -20,6 +20,7 @@ from demasked_ros.core.threat import patch_shape
 from demasked_ros.datasets.procedural import street_scene
 from demasked_ros.engines.certifier import Certifier
 from demasked_ros.engines.demaskers import TeleaDemasker
+from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
 from tests.tiny_models import colour_segmenter
 
@@ -128,6 +129,27 @@ def test_frame_certifier_equals_resize_certify_upscale_bit_for_bit():
     assert {"resize", "upscale", "total"} <= set(result.timings)
     with pytest.raises(NodeConfigError, match="plan's masks"):
         FrameCertifier(certifier.plan, Certifier(colour_segmenter(), TeleaDemasker(), masks))
+
+
+@pytest.mark.parametrize("working", [{"working_height": 48, "working_width": 64}, {}],
+                         ids=["resized", "native"])
+def test_a_prepared_camera_frame_certifies_like_the_frame(working):
+    """The pipeline's split: prepare (resize, check, stage) on one thread, certify on another."""
+    config = config_from_values({"patch_fraction": 0.01, "threads": 1, **working})
+    certifier = build_frame_certifier(config, models(), 96, 128)
+    frames = [street_scene(seed=seed, height=96, width=128)[0] for seed in (3, 4)]
+    prepared = [certifier.prepare(frame) for frame in frames]  # two prepared before either is certified
+    for frame, ready in zip(frames, prepared, strict=True):
+        expected, result = certifier.certify(frame), certifier.certify(ready)
+        np.testing.assert_array_equal(result.labels, expected.labels)
+        np.testing.assert_array_equal(result.certified, expected.certified)
+        np.testing.assert_array_equal(result.branch_labels, expected.branch_labels)
+        assert "stage" in result.timings and ("resize" in result.timings) == bool(working)
+    other = build_frame_certifier(config, models(), 97, 128)
+    with pytest.raises(EngineError, match="prepared for 96x128"):
+        other.certify(prepared[0])
+    with pytest.raises(EngineError, match="expects 96x128"):
+        certifier.prepare(frames[0][:-1])
 
 
 def test_certified_camera_pixels_keep_their_label_under_any_original_patch():
