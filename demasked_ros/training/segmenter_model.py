@@ -115,7 +115,7 @@ class FullResolutionSegNet(nn.Module):
     RGB in 0..255 (what the ONNX export uses when the caller's mean/std are 0/1).
     """
 
-    def __init__(self, net: CompactSegNet, downscale: int = 2, normalize_input: bool = False) -> None:
+    def __init__(self, net: nn.Module, downscale: int = 2, normalize_input: bool = False) -> None:
         super().__init__()
         self.net = net
         self.downscale = downscale
@@ -134,3 +134,21 @@ class FullResolutionSegNet(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters (what the model card reports)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def build_trunk(config: dict[str, object], num_classes: int = 11, pretrained: bool = False) -> nn.Module:
+    """The trunk a checkpoint's ``config`` describes: ``arch`` ``compact`` (default, from scratch)
+    or ``lite0`` (truncated EfficientNet-Lite0; ``pretrained`` loads the ImageNet weights, else
+    the architecture only, for loading a checkpoint). One place, used by training and export."""
+    arch = str(config.get("arch", "compact"))
+    if arch == "compact":
+        widths = tuple(int(w) for w in config.get("widths", (24, 48, 96)))  # type: ignore[attr-defined]
+        return CompactSegNet(num_classes, widths=widths,
+                             decoder_width=int(config.get("decoder_width", 48)))  # type: ignore[call-overload]
+    if arch == "lite0":
+        from demasked_ros.training.pretrained_model import LiteSegNet
+
+        return LiteSegNet(num_classes, stride=int(config.get("backbone_stride", 16)),  # type: ignore[call-overload]
+                          decoder_width=int(config.get("decoder_width", 64)),  # type: ignore[call-overload]
+                          pretrained=pretrained)
+    raise ValueError(f"unknown segmenter arch {arch!r} (compact, lite0)")

@@ -43,6 +43,7 @@ from demasked_ros.training.segmenter_model import (
     IMAGE_STD,
     CompactSegNet,
     FullResolutionSegNet,
+    build_trunk,
     count_parameters,
     normalize,
 )
@@ -161,7 +162,7 @@ def export_onnx(checkpoint: Path, onnx_path: Path, opset: int = 17) -> dict[str,
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = state["config"]
-    net = CompactSegNet(NUM_CLASSES, widths=tuple(config["widths"]), decoder_width=config["decoder_width"])
+    net = build_trunk(config, NUM_CLASSES)
     net.load_state_dict(state["model"])
     model = FullResolutionSegNet(net, downscale=config["downscale"]).eval()
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
