@@ -146,25 +146,40 @@ def masked_copies(images: np.ndarray, visible: np.ndarray, filler: Filler) -> np
     return np.ascontiguousarray(filler.demask(hidden, visible))
 
 
+def branch_inputs(images: np.ndarray, families: BranchFamilies, filler: Filler, rng: np.random.Generator,
+                  branches: int = 1, one_mode: bool = False) -> np.ndarray:
+    """The clean batch followed by its masked+demasked copies, image-major (the layout
+    :func:`consistency_loss` expects): ``branches`` draws per image of one copy per mode (or of one
+    random mode with ``one_mode``). ``branches=0`` returns the clean batch."""
+    if branches <= 0:
+        return images
+    batch, height, width = images.shape[:3]
+    draws = [draw_branch_masks(families, batch, height, width, rng, one_mode) for _ in range(branches)]
+    per_call = draws[0].shape[0] // batch
+    order = np.argsort(np.tile(np.arange(batch * per_call), branches) // per_call, kind="stable")
+    visible = np.concatenate(draws)[order]  # all copies of image 0 first, then image 1, ...
+    return np.concatenate([images, masked_copies(images, visible, filler)])
+
+
 def consistency_loss(clean_logits: torch.Tensor, branch_logits: torch.Tensor, labels: torch.Tensor,
-                     class_weight: torch.Tensor | None, ce_weight: float, kl_weight: float
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
+                     class_weight: torch.Tensor | None, ce_weight: float, kl_weight: float,
+                     ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, dict[str, float]]:
     """CE(clean) + ce_weight * CE(branches) + kl_weight * KL(stop-grad clean || branches).
 
     ``branch_logits`` holds ``n`` branches per image, image-major (``B * n x C x H x W``); the KL is
     averaged over non-void pixels. Returns the loss and its parts (floats, for the log).
     """
-    ce_clean = F.cross_entropy(clean_logits, labels, weight=class_weight, ignore_index=IGNORE_INDEX)
+    ce_clean = F.cross_entropy(clean_logits, labels, weight=class_weight, ignore_index=ignore_index)
     parts = {"ce_clean": float(ce_clean.detach())}
     if branch_logits.shape[0] == 0:
         return ce_clean, parts
     per_image = branch_logits.shape[0] // clean_logits.shape[0]
     branch_labels = labels.repeat_interleave(per_image, dim=0)
-    ce_branch = F.cross_entropy(branch_logits, branch_labels, weight=class_weight, ignore_index=IGNORE_INDEX)
+    ce_branch = F.cross_entropy(branch_logits, branch_labels, weight=class_weight, ignore_index=ignore_index)
     target = F.softmax(clean_logits.detach(), dim=1).repeat_interleave(per_image, dim=0)
     log_target = F.log_softmax(clean_logits.detach(), dim=1).repeat_interleave(per_image, dim=0)
     kl_map = (target * (log_target - F.log_softmax(branch_logits, dim=1))).sum(dim=1)
-    valid = (branch_labels != IGNORE_INDEX).float()
+    valid = (branch_labels != ignore_index).float()
     kl = (kl_map * valid).sum() / valid.sum().clamp(min=1.0)
     parts.update(ce_branch=float(ce_branch.detach()), kl=float(kl.detach()))
     return ce_clean + ce_weight * ce_branch + kl_weight * kl, parts

@@ -32,10 +32,9 @@ import torch.nn.functional as F  # noqa: N812
 
 from demasked_ros.training.consistency import (
     branch_agreement,
+    branch_inputs,
     consistency_loss,
-    draw_branch_masks,
     make_filler,
-    masked_copies,
     product_families,
 )
 from demasked_ros.training.data import (
@@ -241,18 +240,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(args.lr, iteration, total_iters, args.warmup_iters)
             inputs = images
-            n_branch = 0
             if families is not None and filler is not None:
-                crop_h, crop_w = images.shape[1:3]
-                draws = [draw_branch_masks(families, len(images), crop_h, crop_w, rng, args.one_mode)
-                         for _ in range(args.branches)]
-                per_call = draws[0].shape[0] // len(images)
-                visible = np.concatenate(draws)
-                order = np.argsort(np.tile(np.arange(len(images) * per_call), args.branches) // per_call,
-                                   kind="stable")
-                visible = visible[order]  # image-major: all branches of image 0 first
-                inputs = np.concatenate([images, masked_copies(images, visible, filler)])
-                n_branch = len(visible)
+                inputs = branch_inputs(images, families, filler, rng, args.branches, args.one_mode)
+            n_branch = len(inputs) - len(images)
             # The deployed graph averages the full-resolution (masked, demasked) frame down first;
             # the loss is taken at the network's resolution (labels nearest-sampled, as in load_split).
             x = normalize(torch.from_numpy(inputs).permute(0, 3, 1, 2).to(device))

@@ -180,6 +180,8 @@ class AugmentConfig:
     #: 0.5-1.5 px) and additive Gaussian sensor noise with a random sigma up to ``noise_std`` (0-255).
     saturation: float = 0.0
     gamma: float = 0.0
+    #: Label written into padding (the dataset's void label; CamVid's by default).
+    ignore_index: int = IGNORE_INDEX
     blur_probability: float = 0.0
     noise_std: float = 0.0
 
@@ -197,7 +199,8 @@ def augment(
     pad_h, pad_w = max(0, crop_h - new_h), max(0, crop_w - new_w)
     if pad_h or pad_w:
         image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                   value=config.ignore_index)
     top = int(rng.integers(image.shape[0] - crop_h + 1))
     left = int(rng.integers(image.shape[1] - crop_w + 1))
     image = image[top : top + crop_h, left : left + crop_w]
