@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter", default="runs/loso_{fold}/segmenter.onnx",
                    help="'default' or an .onnx path; {fold} = held-out sequence")
     p.add_argument("--demasker", default="default", help="default | telea | X.onnx | X.pt; {fold} allowed")
-    p.add_argument("--folds", nargs="+", default=list(FOLD_SEQUENCES), choices=FOLD_SEQUENCES)
+    p.add_argument("--folds", nargs="+", default=list(FOLD_SEQUENCES),
+                   help=f"held-out sequences to score (default: {' '.join(FOLD_SEQUENCES)})")
     p.add_argument("--every", type=int, default=1, help="score every Nth held-out frame")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON (and resume from it)")

@@ -28,7 +28,8 @@ def test_factory_model_is_finetuned_exported_and_carded(tiny_data, tmp_path):
 
     out = tmp_path / "ft"
     code = cli.main(["finetune", "--model", "tests.training.tiny_torch:tiny_segmenter",
-                     "--data", str(tiny_data), "--out", str(out), "--epochs", "2", "--val-split", "val", "--eval-frames", "3", *FAST])
+                     "--data", str(tiny_data), "--out", str(out), "--epochs", "2", "--val-split", "val",
+                     "--eval-frames", "3", *FAST])
     assert code == 0
     card = (out / "MODEL_CARD.md").read_text()
     assert "| recovery %C |" in card and "| detection FAR |" in card and "tiny_segmenter" in card

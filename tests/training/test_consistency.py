@@ -1,0 +1,100 @@
+"""Consistency-training pieces: branch masks from the product's families, masking before filling,
+image-major branch layout, and the loss (stop-gradient on the clean side)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training tests need torch (requirements/train.txt)")
+
+from demasked_ros.engines.demaskers import SolidFillDemasker  # noqa: E402
+from demasked_ros.training.consistency import (  # noqa: E402
+    branch_agreement,
+    branch_inputs,
+    consistency_loss,
+    draw_branch_masks,
+    masked_copies,
+    product_families,
+)
+
+
+def test_branch_masks_are_shifted_masks_of_the_product_families():
+    families = product_families(36, 48)
+    rng = np.random.default_rng(0)
+    visible = draw_branch_masks(families, 3, 30, 40, rng)
+    assert visible.shape == (3 * 2, 30, 40) and visible.dtype == bool
+    for i, mask in enumerate(visible):
+        group = families.modes[i % 2]
+        # each drawn mask is a wrapped crop of one mask of its mode's families
+        found = False
+        for masks in group:
+            for full in masks.visible:
+                for dy in range(full.shape[0]):
+                    rolled = np.roll(full, -dy, axis=0)
+                    for dx in range(full.shape[1]):
+                        if np.array_equal(np.roll(rolled, -dx, axis=1)[:30, :40], mask):
+                            found = True
+                            break
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                break
+        assert found, f"branch mask {i} is not a shifted product mask"
+    one = draw_branch_masks(families, 4, 30, 40, rng, one_mode=True)
+    assert one.shape == (4, 30, 40)
+
+
+def test_filler_only_sees_zeroed_masked_pixels_and_copies_are_image_major():
+    seen = []
+
+    class Recorder:
+        def demask(self, images, visible):
+            seen.append((images.copy(), visible.copy()))
+            return SolidFillDemasker((7, 7, 7)).demask(images, visible)
+
+    images = np.stack([np.full((36, 48, 3), 50 + 60 * i, np.uint8) for i in range(3)])
+    families = product_families(36, 48)
+    batch = branch_inputs(images, families, Recorder(), np.random.default_rng(1), branches=2)
+    per_image = 2 * 2
+    assert batch.shape == (3 + 3 * per_image, 36, 48, 3)
+    np.testing.assert_array_equal(batch[:3], images)
+    hidden, visible = seen[0]
+    assert (hidden[~visible] == 0).all()  # masking first: nothing of a masked pixel reaches the filler
+    for j, copy in enumerate(batch[3:]):
+        source = images[j // per_image]
+        np.testing.assert_array_equal(copy[visible[j]], source[visible[j]])
+        assert (copy[~visible[j]] == 7).all()
+    assert branch_inputs(images, families, Recorder(), np.random.default_rng(1), branches=0) is images
+
+
+def test_masked_copies_rejects_nothing_and_keeps_visible_pixels():
+    images = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    visible = np.zeros((4, 8, 8), bool)
+    visible[:, :, :4] = True
+    out = masked_copies(images, visible, SolidFillDemasker())
+    np.testing.assert_array_equal(out[1][:, :4], images[0][:, :4])
+    np.testing.assert_array_equal(out[2][:, :4], images[1][:, :4])
+    assert (out[:, :, 4:] == 0).all()
+
+
+def test_kl_term_pulls_branches_only_and_vanishes_when_they_agree():
+    torch.manual_seed(0)
+    clean = torch.randn(2, 5, 4, 4, requires_grad=True)
+    branches = torch.randn(4, 5, 4, 4, requires_grad=True)
+    labels = torch.randint(0, 5, (2, 4, 4))
+    labels[0, 0, 0] = 11  # void
+    loss, parts = consistency_loss(clean, branches, labels, None, ce_weight=0.0, kl_weight=1.0)
+    ce_clean = torch.nn.functional.cross_entropy(clean, labels, ignore_index=11)
+    (loss - ce_clean).backward()
+    assert torch.count_nonzero(clean.grad) == 0  # stop-gradient: the clean side is not pulled
+    assert torch.count_nonzero(branches.grad) > 0
+    assert parts["kl"] > 0
+    same = clean.detach().repeat_interleave(2, dim=0)
+    _, parts = consistency_loss(clean.detach(), same, labels, None, 0.5, 1.0)
+    assert parts["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert branch_agreement(clean.detach(), same) == 1.0
+    _, parts = consistency_loss(clean.detach(), branches[:0], labels, None, 0.5, 1.0)
+    assert set(parts) == {"ce_clean"}
