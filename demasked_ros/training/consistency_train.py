@@ -73,6 +73,10 @@ CONFIG_KEYS = ("arch", "backbone_stride", "widths", "decoder_width", "downscale"
                "blur_prob", "noise_std")
 
 
+#: Options that define the architecture (taken from the ``--init`` checkpoint when given).
+ARCH_KEYS = ("arch", "backbone_stride", "widths", "decoder_width", "downscale")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of ``demasked-train consistency``."""
     p = argparse.ArgumentParser(prog="demasked-train consistency", description=__doc__.splitlines()[0])
@@ -189,8 +193,27 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("demasked_ros").addHandler(handler)
+    package_log = logging.getLogger("demasked_ros.training")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)  # log.txt records every epoch, whatever the root logger says
+    try:
+        return _train(args, run_dir, device)
+    finally:
+        package_log.removeHandler(handler)
+        handler.close()
+
+
+def _train(args: argparse.Namespace, run_dir: Path, device: torch.device) -> dict[str, Any]:
     config = _config(args)
+    init_state = None
+    if args.init is not None:
+        if not args.init.is_file():
+            raise TrainingDataError(f"--init checkpoint not found: {args.init}")
+        init_state = torch.load(args.init, map_location="cpu", weights_only=False)
+        for key in ARCH_KEYS:  # the architecture is the checkpoint's, whatever the command line says
+            if key in init_state["config"]:
+                config[key] = init_state["config"][key]
+                setattr(args, key, init_state["config"][key])
     LOG.info("config %s", json.dumps(config))
     root = args.data or default_camvid_root()
     started = time.time()
@@ -198,9 +221,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     LOG.info("loaded %d training / %d held-out frames in %.1f s", len(train_split),
              0 if held_split is None else len(held_split), time.time() - started)
 
-    net = build_trunk(config, NUM_CLASSES, pretrained=args.arch == "lite0" and not args.no_pretrained)
-    if args.init is not None:
-        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+    pretrained = args.arch == "lite0" and not args.no_pretrained and init_state is None
+    net = build_trunk(config, NUM_CLASSES, pretrained=pretrained)
+    if init_state is not None:
+        net.load_state_dict(init_state["model"])
     net.to(device)
     model = FullResolutionSegNet(net, downscale=args.downscale)
     weights = class_weights(train_split.labels, NUM_CLASSES)

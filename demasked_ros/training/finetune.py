@@ -52,7 +52,7 @@ class _Normalized(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """0..255 RGB -> the inner model's logits."""
-        return self.inner(normalize(x))  # type: ignore[no-any-return]
+        return self.inner(normalize(x))
 
 
 def set_mode(model: torch.nn.Module, train: bool) -> None:
@@ -71,12 +71,12 @@ def load_model(spec: str) -> torch.nn.Module:
     if path.suffix == ".pt2":
         if not path.is_file():
             raise TrainingDataError(f"model file not found: {path}")
-        return torch.export.load(str(path)).module()  # type: ignore[no-any-return]
+        return torch.export.load(str(path)).module()
     if path.suffix in (".pt", ".pth", ".ts", ".torchscript"):
         if not path.is_file():
             raise TrainingDataError(f"model file not found: {path}")
         try:
-            return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-any-return]
+            return torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as error:
             raise TrainingDataError(
                 f"{path} is not a TorchScript file ({error}); save it with torch.jit.save, "
@@ -156,7 +156,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         model = _Normalized(model)
     height, width = images.shape[1:3]
     crop = tuple(args.crop) if args.crop else (height, width)
-    config = AugmentConfig(crop=crop, scale_range=(0.8, 1.25), ignore_index=info.ignore_index)  # type: ignore[arg-type]
+    config = AugmentConfig(crop=crop, scale_range=(0.8, 1.25), ignore_index=info.ignore_index)
     families = product_families(height, width)
     filler = make_filler(args.demasker)
     val = None
@@ -223,7 +223,7 @@ def _export_and_score(model: torch.nn.Module, path: Path, info: Any, val: Any, d
     families = product_families(height, width, (0.005,), (0.01,))
     for mode, masks in (("recovery", families.recovery[0]), ("detection", families.detection[0])):
         metrics = CertificationMetrics(len(info.names), info.ignore_index, list(info.names))
-        certifier = Certifier(segmenter, filler, masks)  # type: ignore[arg-type]
+        certifier = Certifier(segmenter, filler, masks)
         for image, label in zip(val[0], val[1], strict=True):
             result = certifier.certify(image)
             metrics.add(result.labels, result.certified, label)

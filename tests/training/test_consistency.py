@@ -3,6 +3,10 @@ image-major branch layout, and the loss (stop-gradient on the clean side)."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +102,43 @@ def test_kl_term_pulls_branches_only_and_vanishes_when_they_agree():
     assert branch_agreement(clean.detach(), same) == 1.0
     _, parts = consistency_loss(clean.detach(), branches[:0], labels, None, 0.5, 1.0)
     assert set(parts) == {"ce_clean"}
+
+
+CAMVID = Path(os.environ.get(
+    "DEMASKED_CAMVID", Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"))
+SEG_TINY = ["--max-frames", "2", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "96",
+            "--eval-every", "0", "--warmup-iters", "1"]
+DEM_TINY = ["--max-train-frames", "2", "--batch-size", "2", "--crop", "32", "48",
+            "--widths", "4", "8", "8", "8", "--no-extra-masks", "--val-frames", "0"]
+
+
+@pytest.mark.camvid
+@pytest.mark.skipif(not (CAMVID / "sequences.tsv").is_file(), reason=f"CamVid not found at {CAMVID}")
+def test_fold_run_resumes_and_alternation_rounds_chain_and_skip_when_done(tmp_path):
+    from demasked_ros.training import cli
+
+    seg = tmp_path / "seg0"
+    base = ["consistency", "--data", str(CAMVID), "--fold", "0001TP", "--run-dir", str(seg), *SEG_TINY,
+            "--widths", "8", "16", "16", "--decoder-width", "8", "--fill", "telea"]
+    assert cli.main([*base, "--epochs", "1"]) == 0
+    assert cli.main([*base, "--epochs", "2", "--resume"]) == 0
+    records = [json.loads(line) for line in (seg / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1] and all(r["epoch_s"] >= 0 for r in records)
+    assert all(0 <= r["agreement"] <= 1 and r["kl"] >= 0 for r in records)
+    assert "fold 0001TP: train 406 frames" in (seg / "log.txt").read_text()
+    dem = tmp_path / "dem0"
+    assert cli.main(["demasker", "--data", str(CAMVID), "--fold", "0001TP", "--out-dir", str(dem),
+                     "--epochs", "1", "--steps-per-epoch", "1", *DEM_TINY]) == 0
+
+    alt = ["alternate", "--data", str(CAMVID), "--fold", "0001TP", "--run-dir", str(tmp_path / "alt"),
+           "--rounds", "2", "--seg-init", str(seg / "last.pt"), "--dem-init", str(dem / "last.pt"),
+           "--seg-epochs", "1", "--dem-epochs", "1", "--dem-steps", "1", "--task-weight", "1",
+           "--seg-args", " ".join(SEG_TINY), "--dem-args", " ".join(DEM_TINY)]
+    assert cli.main(alt) == 0
+    for r in (1, 2):
+        assert (tmp_path / "alt" / f"round{r}" / "seg" / "segmenter.onnx").is_file()
+        assert (tmp_path / "alt" / f"round{r}" / "dem" / "demasker.onnx").is_file()
+    log = tmp_path / "alt" / "round2" / "seg" / "metrics.jsonl"
+    before = log.read_text()
+    assert cli.main(alt) == 0  # everything done: nothing retrained
+    assert log.read_text() == before
