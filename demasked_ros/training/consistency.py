@@ -154,10 +154,10 @@ def branch_inputs(images: np.ndarray, families: BranchFamilies, filler: Filler, 
     if branches <= 0:
         return images
     batch, height, width = images.shape[:3]
-    draws = [draw_branch_masks(families, batch, height, width, rng, one_mode) for _ in range(branches)]
-    per_call = draws[0].shape[0] // batch
-    order = np.argsort(np.tile(np.arange(batch * per_call), branches) // per_call, kind="stable")
-    visible = np.concatenate(draws)[order]  # all copies of image 0 first, then image 1, ...
+    # Masks are drawn i.i.d., so pairing them with images in draw order is as good as any;
+    # masked_copies makes copy j the copy of image j // per_image (image-major).
+    visible = np.concatenate([draw_branch_masks(families, batch, height, width, rng, one_mode)
+                              for _ in range(branches)])
     return np.concatenate([images, masked_copies(images, visible, filler)])
 
 

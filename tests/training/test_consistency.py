@@ -79,7 +79,7 @@ def test_masked_copies_rejects_nothing_and_keeps_visible_pixels():
     visible = np.zeros((4, 8, 8), bool)
     visible[:, :, :4] = True
     out = masked_copies(images, visible, SolidFillDemasker())
-    np.testing.assert_array_equal(out[1][:, :4], images[0][:, :4])
+    np.testing.assert_array_equal(out[1][:, :4], images[0][:, :4])  # copies 0, 1 of image 0
     np.testing.assert_array_equal(out[2][:, :4], images[1][:, :4])
     assert (out[:, :, 4:] == 0).all()
 
