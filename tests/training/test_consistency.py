@@ -113,6 +113,7 @@ DEM_TINY = ["--max-train-frames", "2", "--batch-size", "2", "--crop", "32", "48"
 
 
 @pytest.mark.camvid
+@pytest.mark.slow  # ~30 s on 2 shared cores: two tiny trainings, two alternation rounds
 @pytest.mark.skipif(not (CAMVID / "sequences.tsv").is_file(), reason=f"CamVid not found at {CAMVID}")
 def test_fold_run_resumes_and_alternation_rounds_chain_and_skip_when_done(tmp_path):
     from demasked_ros.training import cli
