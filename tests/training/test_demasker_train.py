@@ -146,8 +146,9 @@ def tiny_segmenter_checkpoint(path: Path) -> Path:
     from demasked_ros.training.segmenter_model import CompactSegNet
 
     torch.manual_seed(0)
-    config = {"widths": [8, 8, 8], "decoder_width": 8, "downscale": 2}
-    net = CompactSegNet(widths=tuple(config["widths"]), decoder_width=config["decoder_width"])
+    widths, decoder_width = (8, 8, 8), 8
+    config = {"widths": list(widths), "decoder_width": decoder_width, "downscale": 2}
+    net = CompactSegNet(widths=widths, decoder_width=decoder_width)
     torch.save({"model": net.state_dict(), "config": config}, path)
     return path
 
