@@ -143,3 +143,20 @@ def test_fold_run_resumes_and_alternation_rounds_chain_and_skip_when_done(tmp_pa
     before = log.read_text()
     assert cli.main(alt) == 0  # everything done: nothing retrained
     assert log.read_text() == before
+
+
+def test_procedural_scenes_are_mixed_in_at_the_requested_share():
+    from demasked_ros.training.consistency_train import FoldBatches, procedural_pool
+    from demasked_ros.training.data import AugmentConfig, SegmentationSplit
+
+    pool = procedural_pool(3, 48, 64, seed=0)
+    assert pool.images.shape == (3, 48, 64, 3) and pool.labels.max() <= 11
+    real = SegmentationSplit(np.zeros((4, 48, 64, 3), np.uint8), np.zeros((4, 48, 64), np.uint8))
+    identity = AugmentConfig(crop=(48, 64), scale_range=(1.0, 1.0), flip=False, jitter=0.0)
+    for share, expect_procedural in ((1.0, True), (0.0, False)):
+        batches = FoldBatches(real, identity, 4, 0.0, pool, share)
+        for images, labels in batches.epoch(np.random.default_rng(0), 2):
+            for image, label in zip(images, labels, strict=True):
+                from_pool = any(np.array_equal(image, p) and np.array_equal(label, q)
+                                for p, q in zip(pool.images, pool.labels, strict=True))
+                assert from_pool == expect_procedural
