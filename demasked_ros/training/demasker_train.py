@@ -295,7 +295,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-train-frames", type=int, default=None, help="use the first N frames (tests)")
     parser.add_argument("--val-frames", type=int, default=8, help="val frames scored each epoch (0: none)")
     parser.add_argument("--time-limit-min", type=float, default=None,
-                        help="stop after the epoch that passes this many minutes (then export)")
+                        help="stop after the epoch that passes this many minutes of this run (then export)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from the weights of this checkpoint (fresh optimiser and schedule)")
@@ -413,6 +413,7 @@ def _run(args: argparse.Namespace) -> int:
     if baseline:
         print("TELEA val PSNR on masked pixels: " + json.dumps({k: round(v, 2) for k, v in baseline.items()}))
     started = time.perf_counter() - elapsed_before
+    session_started = time.perf_counter()  # the time limit is per invocation, so resumed runs chain
     log_path = out_dir / "metrics.jsonl"
     for epoch in range(start_epoch, args.epochs):
         model.train()
@@ -452,7 +453,8 @@ def _run(args: argparse.Namespace) -> int:
                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
                     "elapsed_s": time.perf_counter() - started, "args": vars(args)},
                    checkpoint_path)
-        if args.time_limit_min is not None and time.perf_counter() - started > 60 * args.time_limit_min:
+        session_s = time.perf_counter() - session_started
+        if args.time_limit_min is not None and session_s > 60 * args.time_limit_min:
             print(f"time limit of {args.time_limit_min} min reached after epoch {epoch + 1}")
             break
     error = export_onnx(model, export_path)
