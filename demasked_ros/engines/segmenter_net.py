@@ -115,7 +115,7 @@ class FullResolutionSegNet(nn.Module):
     RGB in 0..255 (what the ONNX export uses when the caller's mean/std are 0/1).
     """
 
-    def __init__(self, net: CompactSegNet, downscale: int = 2, normalize_input: bool = False) -> None:
+    def __init__(self, net: nn.Module, downscale: int = 2, normalize_input: bool = False) -> None:
         super().__init__()
         self.net = net
         self.downscale = downscale

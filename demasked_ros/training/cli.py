@@ -16,12 +16,20 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "segmenter": "demasked_ros.training.segmenter_train",
     "demasker": "demasked_ros.training.demasker_train",
+    "consistency": "demasked_ros.training.consistency_train",
+    "evaluate-folds": "demasked_ros.training.fold_eval",
+    "finetune": "demasked_ros.training.finetune",
+    "alternate": "demasked_ros.training.alternate",
 }
 
 USAGE = (
-    "usage: demasked-train {segmenter,demasker} [options]\n"
-    "  segmenter  train the default CamVid segmenter and export it to ONNX\n"
-    "  demasker   train the default learned demasker and export it to ONNX\n"
+    "usage: demasked-train {segmenter,demasker,consistency,evaluate-folds,finetune,alternate} [options]\n"
+    "  segmenter       train the default CamVid segmenter and export it to ONNX\n"
+    "  demasker        train the default learned demasker and export it to ONNX\n"
+    "  consistency     certification-aware segmenter training on a leave-one-sequence-out fold\n"
+    "  evaluate-folds  fold table: each held-out sequence's clean / certified figures and the mean\n"
+    "  finetune        certification-aware fine-tuning of your own torch segmenter\n"
+    "  alternate       rounds of segmenter and task-driven demasker fine-tuning\n"
     "Run `demasked-train SUBCOMMAND --help` for the options of each."
 )
 

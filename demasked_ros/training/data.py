@@ -72,12 +72,23 @@ def load_split(
         names = names[:max_frames]
     if not names:
         raise TrainingDataError(f"no PNG frames in {image_dir}")
+    return load_frames(root, [(split, name) for name in names], downscale)
+
+
+def load_frames(root: Path | str, refs: Sequence[tuple[str, str]], downscale: int = 1) -> SegmentationSplit:
+    """Decode the frames ``refs`` = ``[(split, file name), ...]`` (e.g. one fold's side) into memory.
+
+    Same decoding as :func:`load_split`; ``names`` of the result are ``"split/file"``.
+    """
+    root = Path(root)
+    if not refs:
+        raise TrainingDataError("no frames to load")
     images, labels = [], []
-    for name in names:
-        bgr = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR)
-        label = cv2.imread(str(label_dir / name), cv2.IMREAD_UNCHANGED)
+    for split, name in refs:
+        bgr = cv2.imread(str(root / split / name), cv2.IMREAD_COLOR)
+        label = cv2.imread(str(root / f"{split}annot" / name), cv2.IMREAD_UNCHANGED)
         if bgr is None or label is None:
-            raise TrainingDataError(f"cannot read {name} (image or label) under {root}")
+            raise TrainingDataError(f"cannot read {split}/{name} (image or label) under {root}")
         if label.ndim != 2 or label.shape != bgr.shape[:2]:
             raise TrainingDataError(f"label of {name} has shape {label.shape}, image {bgr.shape}")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -88,7 +99,8 @@ def load_split(
             label = label[downscale // 2 :: downscale, downscale // 2 :: downscale][: size[1], : size[0]]
         images.append(rgb)
         labels.append(label)
-    return SegmentationSplit(np.stack(images), np.stack(labels).astype(np.uint8), names)
+    return SegmentationSplit(np.stack(images), np.stack(labels).astype(np.uint8),
+                             [f"{split}/{name}" for split, name in refs])
 
 
 def class_weights(labels: np.ndarray, num_classes: int, smoothing: float = 1.10) -> np.ndarray:
@@ -163,6 +175,15 @@ class AugmentConfig:
     jitter: float = 0.2
     demask_probability: float = 0.0
     demask_fill: str = "telea"
+    #: Stronger photometric / sensor augmentation (all off by default, as the shipped recipe):
+    #: saturation jitter (+-), gamma in [1 - gamma, 1 + gamma], Gaussian blur probability (sigma
+    #: 0.5-1.5 px) and additive Gaussian sensor noise with a random sigma up to ``noise_std`` (0-255).
+    saturation: float = 0.0
+    gamma: float = 0.0
+    #: Label written into padding (the dataset's void label; CamVid's by default).
+    ignore_index: int = IGNORE_INDEX
+    blur_probability: float = 0.0
+    noise_std: float = 0.0
 
 
 def augment(
@@ -178,7 +199,8 @@ def augment(
     pad_h, pad_w = max(0, crop_h - new_h), max(0, crop_w - new_w)
     if pad_h or pad_w:
         image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                   value=config.ignore_index)
     top = int(rng.integers(image.shape[0] - crop_h + 1))
     left = int(rng.integers(image.shape[1] - crop_w + 1))
     image = image[top : top + crop_h, left : left + crop_w]
@@ -189,7 +211,50 @@ def augment(
         gain = 1.0 + rng.uniform(-config.jitter, config.jitter)
         bias = 255.0 * rng.uniform(-config.jitter, config.jitter) / 2
         image = np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    image = photometric(image, config, rng)
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+
+def photometric(image: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Saturation, gamma, blur and sensor noise of ``config`` (each skipped when its knob is 0).
+
+    Why: the held-out drives differ from the training drives mostly in light, colour and camera
+    noise; these make the segmenter lean on shape rather than on the exact colours of three drives.
+    """
+    if config.saturation > 0:
+        grey = image.astype(np.float32).mean(axis=2, keepdims=True)
+        factor = 1.0 + rng.uniform(-config.saturation, config.saturation)
+        image = np.clip(grey + (image - grey) * factor, 0, 255).astype(np.uint8)
+    if config.gamma > 0:
+        gamma = 1.0 + rng.uniform(-config.gamma, config.gamma)
+        table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+        image = table[image]
+    if config.blur_probability > 0 and rng.random() < config.blur_probability:
+        image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 1.5)))
+    if config.noise_std > 0:
+        sigma = float(rng.uniform(0, config.noise_std))
+        noise = rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return image
+
+
+#: Classes whose frames :func:`frame_sampling_weights` favours (pole, sign, car, pedestrian, bicyclist).
+SAFETY_CLASSES: tuple[int, ...] = (2, 6, 8, 9, 10)
+
+
+def frame_sampling_weights(labels: np.ndarray, classes: Sequence[int] = SAFETY_CLASSES,
+                           strength: float = 1.0, saturation_share: float = 0.01) -> np.ndarray:
+    """Per-frame sampling probabilities that favour frames showing the small safety classes.
+
+    ``w_i = 1 + strength * mean_c min(1, share_ic / saturation_share)``: a frame with 1 % of its
+    pixels pedestrian counts as fully "pedestrian"; normalised to sum 1. ``strength=0`` is uniform.
+    """
+    flat = labels.reshape(labels.shape[0], -1)
+    if not classes:
+        return np.full(len(flat), 1.0 / len(flat))
+    shares = np.stack([(flat == c).mean(axis=1) for c in classes], axis=1)
+    weights = 1.0 + strength * np.minimum(1.0, shares / saturation_share).mean(axis=1)
+    return (weights / weights.sum()).astype(np.float64)
 
 
 class TrainBatches:

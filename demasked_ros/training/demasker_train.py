@@ -42,7 +42,13 @@ from demasked_ros.engines.demasker_net import (
     count_parameters,
 )
 from demasked_ros.engines.learned_demasker import STRIDE_METADATA_KEY
-from demasked_ros.training.data import IGNORE_INDEX, TrainingDataError, default_camvid_root, load_split
+from demasked_ros.training.data import (
+    IGNORE_INDEX,
+    TrainingDataError,
+    default_camvid_root,
+    load_frames,
+    load_split,
+)
 
 #: The families the node uses by default, as (label, MaskSet factory arguments).
 DEFAULT_FAMILIES = ("recovery-column-0.5%", "detection-column-1%")
@@ -143,13 +149,13 @@ def masked_loss(output: torch.Tensor, target: torch.Tensor, visible: torch.Tenso
 
 def load_frozen_segmenter(checkpoint: Path, device: torch.device) -> torch.nn.Module:
     """The segmenter of a ``segmenter_train`` checkpoint, frozen, taking RGB in [0, 1]."""
-    from demasked_ros.engines.segmenter_net import CompactSegNet, FullResolutionSegNet
+    from demasked_ros.training.segmenter_model import FullResolutionSegNet, build_trunk
 
     if not checkpoint.is_file():
         raise TrainingDataError(f"segmenter checkpoint not found: {checkpoint}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = state["config"]
-    net = CompactSegNet(widths=tuple(config["widths"]), decoder_width=config["decoder_width"])
+    net = build_trunk(config)
     net.load_state_dict(state["model"])
     model = FullResolutionSegNet(net, downscale=config["downscale"], normalize_input=True).to(device).eval()
     for parameter in model.parameters():
@@ -167,6 +173,18 @@ def segmentation_loss(
     per_pixel = functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
     weight = (1.0 - visible[:, 0]) * (labels != IGNORE_INDEX).float()
     return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def disagreement_loss(segmenter: torch.nn.Module, output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Task-driven objective: KL(seg(clean) || seg(demasked)) of the frozen segmenter, mean over
+    pixels. Needs no labels: it asks the demasker for fills that the segmenter labels as it labels
+    the clean frame, which is exactly what makes the K branches agree (what %C counts), rather
+    than for fills that look right pixel by pixel (PSNR)."""
+    with torch.no_grad():
+        clean_logits = segmenter(clean * 255.0)
+        target, log_target = functional.softmax(clean_logits, 1), functional.log_softmax(clean_logits, 1)
+    log_branch = functional.log_softmax(segmenter(output * 255.0), 1)
+    return (target * (log_target - log_branch)).sum(1).mean()
 
 
 def masked_psnr(prediction: np.ndarray, target: np.ndarray, visible: np.ndarray) -> float:
@@ -277,7 +295,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-train-frames", type=int, default=None, help="use the first N frames (tests)")
     parser.add_argument("--val-frames", type=int, default=8, help="val frames scored each epoch (0: none)")
     parser.add_argument("--time-limit-min", type=float, default=None,
-                        help="stop after the epoch that passes this many minutes (then export)")
+                        help="stop after the epoch that passes this many minutes of this run (then export)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from the weights of this checkpoint (fresh optimiser and schedule)")
@@ -285,6 +303,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="segmenter_train checkpoint for the segmentation-aware loss")
     parser.add_argument("--seg-weight", type=float, default=0.0,
                         help="weight of the segmentation-aware loss (needs --seg-checkpoint)")
+    parser.add_argument("--task-checkpoint", type=Path, default=None,
+                        help="frozen segmenter checkpoint for the task-driven (disagreement) loss")
+    parser.add_argument("--task-weight", type=float, default=0.0,
+                        help="weight of KL(seg(clean) || seg(demasked)) (needs --task-checkpoint)")
+    parser.add_argument("--fold", default=None,
+                        help="train on CamVid train+val minus this sequence (leave-one-sequence-out), "
+                             "'all' for train+val; default: the train split")
     parser.add_argument("--export-only", action="store_true", help="export OUT_DIR/last.pt and exit")
     return parser.parse_args(list(argv))
 
@@ -305,6 +330,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDataError as error:
         print(f"demasker training: {error}", file=sys.stderr)
         return 2
+
+
+def _fold_frames(root: Path, args: argparse.Namespace) -> tuple[Any, np.ndarray]:
+    """Training frames and PSNR-validation images: the train/val splits, or a fold's two sides."""
+    if args.fold is None:
+        train_split = load_split(root, "train", max_frames=args.max_train_frames)
+        val = load_split(root, "val").images if args.val_frames > 0 else train_split.images[:0]
+        return train_split, val
+    from demasked_ros.training.folds import FrameRef, all_frames, fold_for
+
+    held: tuple[FrameRef, ...]
+    if args.fold == "all":
+        train_refs, held = all_frames(root), ()
+    else:
+        fold = fold_for(root, args.fold)
+        train_refs, held = fold.train, fold.held_out
+    train_split = load_frames(root, train_refs[: args.max_train_frames])
+    if args.val_frames <= 0 or not held:
+        return train_split, train_split.images[:0]
+    picks = np.linspace(0, len(held) - 1, args.val_frames).round().astype(int)
+    return train_split, load_frames(root, [held[i] for i in picks]).images
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -331,11 +377,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.seg_checkpoint is None:
             raise TrainingDataError("--seg-weight needs --seg-checkpoint")
         segmenter = load_frozen_segmenter(args.seg_checkpoint, device)
+    task_segmenter = None
+    if args.task_weight > 0:
+        if args.task_checkpoint is None:
+            raise TrainingDataError("--task-weight needs --task-checkpoint")
+        task_segmenter = load_frozen_segmenter(args.task_checkpoint, device)
     root = args.data or default_camvid_root()
-    train_split = load_split(root, "train", max_frames=args.max_train_frames)
+    train_split, val = _fold_frames(root, args)
     train = train_split.images
-    val = load_split(root, "val").images if args.val_frames > 0 else train[:0]
-    if args.val_frames > 0:
+    if args.val_frames > 0 and args.fold is None:
         val = val[np.linspace(0, len(val) - 1, args.val_frames).round().astype(int)]
     height, width = train.shape[1:3]
     families = build_mask_families(height, width, extra=not args.no_extra_masks)
@@ -363,6 +413,7 @@ def _run(args: argparse.Namespace) -> int:
     if baseline:
         print("TELEA val PSNR on masked pixels: " + json.dumps({k: round(v, 2) for k, v in baseline.items()}))
     started = time.perf_counter() - elapsed_before
+    session_started = time.perf_counter()  # the time limit is per invocation, so resumed runs chain
     log_path = out_dir / "metrics.jsonl"
     for epoch in range(start_epoch, args.epochs):
         model.train()
@@ -378,6 +429,8 @@ def _run(args: argparse.Namespace) -> int:
             if segmenter is not None and labels is not None:
                 label_tensor = torch.from_numpy(labels.astype(np.int64)).to(device)
                 loss = loss + args.seg_weight * segmentation_loss(segmenter, output, label_tensor, visible)
+            if task_segmenter is not None:
+                loss = loss + args.task_weight * disagreement_loss(task_segmenter, output, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -400,7 +453,8 @@ def _run(args: argparse.Namespace) -> int:
                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
                     "elapsed_s": time.perf_counter() - started, "args": vars(args)},
                    checkpoint_path)
-        if args.time_limit_min is not None and time.perf_counter() - started > 60 * args.time_limit_min:
+        session_s = time.perf_counter() - session_started
+        if args.time_limit_min is not None and session_s > 60 * args.time_limit_min:
             print(f"time limit of {args.time_limit_min} min reached after epoch {epoch + 1}")
             break
     error = export_onnx(model, export_path)

@@ -46,6 +46,7 @@ from demasked_ros.training.data import (
     default_camvid_root,
     load_split,
 )
+from demasked_ros.training.segmenter_model import build_trunk
 
 LOG = logging.getLogger("demasked_ros.training.segmenter")
 NUM_CLASSES = CAMVID.num_classes
@@ -161,7 +162,7 @@ def export_onnx(checkpoint: Path, onnx_path: Path, opset: int = 17) -> dict[str,
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = state["config"]
-    net = CompactSegNet(NUM_CLASSES, widths=tuple(config["widths"]), decoder_width=config["decoder_width"])
+    net = build_trunk(config, NUM_CLASSES)
     net.load_state_dict(state["model"])
     model = FullResolutionSegNet(net, downscale=config["downscale"]).eval()
     onnx_path.parent.mkdir(parents=True, exist_ok=True)

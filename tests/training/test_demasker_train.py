@@ -205,3 +205,20 @@ def test_segmentation_aware_fine_tuning_starts_from_init_weights(tmp_path):
     weights = [name for name in init if name.endswith("weight")]
     assert weights and all(torch.equal(init[name], tuned[name]) for name in weights)  # lr 0: unchanged
     assert demasker_train.main([*base, "--out-dir", str(tmp_path / "c"), "--seg-weight", "0.1"]) == 2
+
+
+def test_task_loss_is_zero_for_a_perfect_fill_and_trains_the_demasker_only():
+    torch.manual_seed(0)
+    segmenter = torch.nn.Conv2d(3, 5, 3, padding=1)
+    for parameter in segmenter.parameters():
+        parameter.requires_grad_(False)
+    clean = torch.rand(2, 3, 16, 16)
+    perfect = demasker_train.disagreement_loss(segmenter, clean.clone(), clean)
+    assert float(perfect) == pytest.approx(0, abs=1e-6)
+    fill = torch.rand(2, 3, 16, 16, requires_grad=True)
+    loss = demasker_train.disagreement_loss(segmenter, fill, clean)
+    loss.backward()
+    assert float(loss) > 0 and torch.count_nonzero(fill.grad) > 0
+    with torch.no_grad():  # one gradient step on the fill lowers the segmenter's disagreement
+        stepped = fill - 0.5 * fill.grad / fill.grad.abs().max()
+    assert float(demasker_train.disagreement_loss(segmenter, stepped, clean)) < float(loss)

@@ -112,3 +112,26 @@ def test_masked_fill_cache_learned_and_mixed_fills_keep_visible_pixels():
             assert kept, "no mask of the families explains the visible pixels"
     with pytest.raises(ValueError):
         MaskedFillCache(90, 120, fill="magic")
+
+
+def test_safety_frames_are_sampled_more_and_strength_zero_is_uniform():
+    from demasked_ros.training.data import frame_sampling_weights
+
+    labels = np.zeros((3, 10, 10), np.uint8)
+    labels[1, :2, :2] = 9  # 4 % pedestrian
+    labels[2, 0, 0] = 10  # 1 % bicyclist
+    weights = frame_sampling_weights(labels, strength=2.0)
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[1] > weights[0] and weights[2] > weights[0]
+    np.testing.assert_allclose(frame_sampling_weights(labels, strength=0.0), 1 / 3)
+
+
+def test_photometric_knobs_change_the_image_and_are_off_by_default():
+    from demasked_ros.training.data import AugmentConfig, photometric
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    assert photometric(image, AugmentConfig(), rng) is image
+    for knob in ({"saturation": 0.5}, {"gamma": 0.5}, {"blur_probability": 1.0}, {"noise_std": 10.0}):
+        out = photometric(image, AugmentConfig(**knob), np.random.default_rng(2))
+        assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image), knob
