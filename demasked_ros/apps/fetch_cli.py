@@ -100,6 +100,16 @@ def _verify_only(root: Path, manifest: dict[str, tuple[str, str]]) -> int:
     return EXIT_OK if verification.ok else EXIT_VERIFY
 
 
+#: Exit code per error type, most specific first (DatasetError and OSError: bad arguments).
+_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (NetworkError, EXIT_NETWORK), (IncompleteDownloadError, EXIT_INCOMPLETE),
+    (ChecksumMismatchError, EXIT_VERIFY), (ArchiveError, EXIT_ARCHIVE))
+
+
+def _exit_code(error: BaseException) -> int:
+    return next((code for kind, code in _EXIT_CODES if isinstance(error, kind)), EXIT_USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (see the module docstring)."""
     parser = build_parser()
@@ -125,21 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except NetworkError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_NETWORK
-    except IncompleteDownloadError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    except ChecksumMismatchError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_VERIFY
-    except ArchiveError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_ARCHIVE
     except (DatasetError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _exit_code(error)
     counts = ", ".join(f"{folder}/ {count}" for folder, count in result.counts.items())
     print(f"{PROG}: wrote {result.root}: {counts}, sequences.tsv")
     print(f"{PROG}: archive {result.archive.name} sha256 {result.archive_sha256}"

@@ -60,6 +60,7 @@ from demasked_ros.training.segmenter_train import (
     evaluate,
     export_onnx,
     poly_lr,
+    resume_run,
     save_checkpoint,
     seed_everything,
     select_device,
@@ -245,10 +246,8 @@ def _train(args: argparse.Namespace, run_dir: Path, device: torch.device) -> dic
     total_iters = args.epochs * steps
     start_epoch, iteration, history = 0, 0, []
     last = run_dir / "last.pt"
-    if args.resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = resume_run(last, net, optimizer, device) if args.resume else None
+    if state is not None:
         start_epoch, iteration, history = state["epoch"] + 1, state["iteration"], state["history"]
         LOG.info("resumed from %s at epoch %d", last, start_epoch)
     LOG.info("model %s: %d parameters; %d steps/epoch; device %s", args.arch, count_parameters(net),

@@ -288,12 +288,10 @@ def model_card(facts: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``demasked-train finetune``; 0 on success, 2 on bad input."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        facts = finetune(args)
-    except TrainingDataError as error:
-        LOG.error("%s", error)
+    from demasked_ros.training.segmenter_train import run_main
+
+    args, facts = run_main(finetune, argv, build_parser())
+    if facts == 2:
         return 2
     LOG.info("wrote %s and %s; after: %s", args.out / "segmenter.onnx", args.out / "MODEL_CARD.md",
              json.dumps(facts["after"]))

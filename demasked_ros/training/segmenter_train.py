@@ -148,6 +148,34 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def resume_run(last: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               device: torch.device) -> dict[str, Any] | None:
+    """Load a resumable run's last checkpoint into ``net`` and ``optimizer`` and return its state;
+    None when the run has none yet (a fresh start). One place for every trainer that resumes."""
+    if not last.exists():
+        return None
+    state: dict[str, Any] = torch.load(last, map_location=device, weights_only=False)
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def run_main(run: Any, argv: Sequence[str] | None,
+             parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, Any]:
+    """Shared body of the training entry points: logging, argument parsing, and exit code 2 with
+    one logged line on bad training data. Returns the arguments and ``run(args)``'s result, or 2
+    in its place on such an error."""
+    from demasked_ros.training.data import TrainingDataError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parser.parse_args(argv)
+    try:
+        return args, run(args)
+    except TrainingDataError as error:
+        LOG.error("%s", error)
+        return args, 2
+
+
 def export_onnx(checkpoint: Path, onnx_path: Path, opset: int = 17) -> dict[str, Any]:
     """Export a checkpoint as ONNX and check it against torch with ONNX Runtime.
 
@@ -231,10 +259,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                        "seed", "demask_aug_prob", "epochs")}
     start_epoch, iteration, best = 0, 0, {"miou": -1.0}
     last = run_dir / "last.pt"
-    if args.resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = resume_run(last, net, optimizer, device) if args.resume else None
+    if state is not None:
         start_epoch, iteration, best = state["epoch"] + 1, state["iteration"], state["best"]
         LOG.info("resumed from %s at epoch %d (best mIoU %.2f)", last, start_epoch, best["miou"])
     LOG.info("model: %d parameters; %d steps/epoch; device %s",
@@ -290,14 +316,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``demasked-train segmenter``; exit code 0 on success, 2 on bad data."""
-    from demasked_ros.training.data import TrainingDataError
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        best = train(args)
-    except TrainingDataError as error:
-        LOG.error("%s", error)
+    _, best = run_main(train, argv, build_parser())
+    if best == 2:
         return 2
     LOG.info("best validation: %s", json.dumps(best))
     return 0
