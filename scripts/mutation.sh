@@ -12,7 +12,7 @@
 # * Each group runs in a scratch copy of the working tree, .mutation-work/GROUP/ (gitignored), so
 #   an interrupted run can never leave a mutated file in the checkout.
 # * Mutated: core/certify.py, core/geometry.py, core/masks.py, core/masks_drs.py, core/resize.py
-#   and engines/certifier.py (the Certifier and the chunked executor). The node's
+#   and engines/certifier.py + engines/executors.py (the Certifier and the chunked executor). The node's
 #   result-to-message path is left out while it moves to rosio/ (issue 12).
 # * Each group runs only its fast tests (below); within them mutmut records which tests call each
 #   function and runs just those against that function's mutants.
@@ -51,7 +51,7 @@ modules_of() {
         geometry) echo demasked_ros/core/geometry.py ;;
         masks) echo demasked_ros/core/masks.py demasked_ros/core/masks_drs.py ;;
         resize) echo demasked_ros/core/resize.py ;;
-        certifier) echo demasked_ros/engines/certifier.py ;;
+        certifier) echo demasked_ros/engines/certifier.py demasked_ros/engines/executors.py ;;
         *) echo "unknown group $1 (groups: ${ALL_GROUPS[*]})" >&2; return 2 ;;
     esac
 }

@@ -39,11 +39,8 @@ from demasked_ros.apps.node.models import LoadedModels, load_models
 from demasked_ros.apps.node.outputs import (
     Frame,
     class_info_message,
-    copy_header,
     create_input,
     create_publishers,
-    publish_image,
-    status_message,
 )
 from demasked_ros.apps.node.params import (
     NodeConfig,
@@ -51,22 +48,14 @@ from demasked_ros.apps.node.params import (
     config_from_values,
 )
 from demasked_ros.apps.node.pipeline import FrameWorker, PreparedFrame, make_frame_worker
+from demasked_ros.apps.node.publishing import NodePublishing
 from demasked_ros.apps.node.resolution import CertifierCache, FrameCertifier, build_frame_certifier
 from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
-from demasked_ros.core.alarm import AlarmOutcome
 from demasked_ros.core.errors import CoreError
-from demasked_ros.engines.certifier import CertificationResult
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.memory import release_memory
 from demasked_ros.rosio import topics
 from demasked_ros.rosio.image_codec import ImageCodecError, decode_compressed, decode_raw
-from demasked_ros.rosio.messages import (
-    Geometry,
-    RegionOptions,
-    failure_messages,
-    overlay_image,
-    result_messages,
-)
 
 DEFAULT_NODE_NAME = topics.NODE_NAME
 _LOG_THROTTLE_S = 2.0
@@ -77,7 +66,7 @@ RELEASE_ABOVE_PIXELS = 2_000_000
 RELEASE_FOLLOWING = 8
 
 
-class DemaskedNode(LifecycleNode):
+class DemaskedNode(NodePublishing, LifecycleNode):
     """The certifying segmentation node (default name ``demasked_ros``); see the module docstring.
 
     ``configure`` validates parameters, loads the models and (with ``expected_height/width``)
@@ -326,86 +315,3 @@ class DemaskedNode(LifecycleNode):
                 self._fail(frame, CertificationStatus.ERROR_TIMEOUT,
                            f"frame exceeded frame_timeout = {config.frame_timeout:g} s", timeout=True)
             return
-
-    # ----------------------------------------------------------------------------- publishing
-    def _geometry(self) -> Geometry:
-        """What the status reports: the threat model's patch (camera pixels), not the widened one."""
-        config, certifier = self.config, self._certifier
-        assert config is not None
-        if certifier is None:
-            return Geometry(config.mode, config.scheme)
-        return Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
-                        certifier.masks.t)
-
-    def _fail(self, frame: Frame, code: int, text: str, timeout: bool = False) -> None:
-        """Publish a fail-closed alert (and an all-zero certification map when the size is known).
-
-        The frame is cancelled too: a timed-out frame's certifier stops before its next chunk.
-        """
-        frame.cancel.set()
-        with self._publish_lock:
-            if frame.closed or not self._active or self.config is None:
-                return
-            frame.closed = True  # no further output for this frame
-            if code != CertificationStatus.ERROR_INVALID_INPUT:
-                self.stats.count_failed(text, timeout=timeout)
-            self._publish_failure(frame, code, text)
-
-    def _publish_failure(self, frame: Frame, code: int, text: str) -> None:
-        """The failure alert itself (caller holds the publish lock); the alert goes out even when
-        the all-zero certification map cannot be published."""
-        header = copy_header(frame.msg.header)
-        messages = failure_messages(self._geometry(), code, text, frame.size)
-        try:
-            if messages.certification is not None:
-                publish_image(self._pubs, "certification", header, messages.certification)
-        finally:
-            self._pubs["alert"].publish(status_message(header, messages, frame.received))
-
-    def _publish_result(self, frame: Frame, image: np.ndarray, result: CertificationResult,
-                        alarm: AlarmOutcome, certifier: FrameCertifier, config: NodeConfig,
-                        models: LoadedModels) -> None:
-        """Certification and alert first, then labels, then the RViz overlay (all or nothing for a
-        planner: labels never go out before their certificate; a failed publish is followed by an
-        ERROR_INTERNAL alert for the frame)."""
-        geometry = Geometry(config.mode, config.scheme, certifier.plan.patch, certifier.masks.k,
-                            certifier.masks.t)
-        messages = result_messages(image, result.labels, result.certified, geometry,
-                                   models.class_info.colors, overlay_alpha=None, alarm=alarm,
-                                   regions_options=RegionOptions(config.min_alert_region_area,
-                                                                 config.max_alert_regions,
-                                                                 config.alert_region_open_radius,
-                                                                 config.alert_region_max_fraction))
-        assert messages.labels is not None and messages.certification is not None
-        with self._publish_lock:
-            if frame.closed or not self._active:
-                return  # a timeout alert went out already, or the node was deactivated
-            frame.closed = True
-            header = copy_header(frame.msg.header)
-            status = status_message(header, messages, frame.received)
-            try:
-                publish_image(self._pubs, "certification", header, messages.certification)
-                self._pubs["alert"].publish(status)
-                publish_image(self._pubs, "labels", header, messages.labels)
-            except Exception as error:
-                text = f"publishing the result failed: {type(error).__name__}: {error}"
-                self.stats.count_failed(text)
-                self._publish_failure(frame, CertificationStatus.ERROR_INTERNAL, text)
-                raise
-            now_ns = self.get_clock().now().nanoseconds
-            published = time.monotonic()
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        end_to_end = (now_ns - stamp_ns) / 1e9 if stamp_ns else status.latency_ms / 1000.0
-        fraction = messages.status["certified_fraction"]
-        self.stats.record_result(end_to_end, status.latency_ms / 1000.0, result.timings.get("total", 0.0),
-                                 fraction, queue_wait=frame.started - frame.received,
-                                 transport=(frame.received_ns - stamp_ns) / 1e9 if stamp_ns else 0.0,
-                                 decode=frame.certify_started - frame.started,
-                                 post=published - frame.certify_ended)
-        if config.publish_overlay:
-            marked = overlay_image(image, result.labels, result.certified, models.class_info.colors,
-                                   config.overlay_alpha)
-            with self._publish_lock:
-                if self._active and "overlay" in self._pubs:
-                    publish_image(self._pubs, "overlay", header, marked)
-
