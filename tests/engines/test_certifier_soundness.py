@@ -296,8 +296,11 @@ class TickClock:
                                              ("detection", 3)])
 def test_stage_timings_accumulate_one_lap_per_chunk(monkeypatch, mode, chunk):
     import demasked_ros.engines.certifier as certifier_module
+    import demasked_ros.engines.executors as executors_module
 
-    monkeypatch.setattr(certifier_module, "time", TickClock())
+    clock = TickClock()  # one clock for the Certifier and its executor's stage laps
+    monkeypatch.setattr(certifier_module, "time", clock)
+    monkeypatch.setattr(executors_module, "time", clock)
     masks = recovery_masks(HEIGHT, WIDTH, PATCH, "column") if mode == "recovery" else \
         detection_masks(HEIGHT, WIDTH, PATCH, "column")
     certifier = Certifier(colour_segmenter(), SolidFillDemasker(), masks, chunk_size=chunk)
