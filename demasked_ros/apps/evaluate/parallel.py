@@ -155,10 +155,12 @@ def ray_init_arguments(address: str, num_cpus: int | None) -> dict[str, Any]:
     ``local`` starts a private local instance; ``auto`` joins a running cluster (``ray start`` /
     RAY_ADDRESS) and falls back to a local instance when there is none; anything else is a cluster
     address (``HOST:PORT`` or ``ray://HOST:PORT``). Local instances get the repository on the
-    workers' PYTHONPATH, no dashboard and quiet logs.
+    workers' PYTHONPATH, no dashboard and quiet logs, and bind to loopback only (network rule: a
+    local instance would otherwise listen on the machine's own network address).
     """
     package_root = str(Path(__file__).resolve().parents[3])
     local = {
+        "_node_ip_address": "127.0.0.1",
         "num_cpus": num_cpus, "include_dashboard": False, "log_to_driver": False,
         "configure_logging": False,
         "runtime_env": {"env_vars": {

@@ -104,3 +104,13 @@ def test_ordered_map_keeps_input_order_with_a_bounded_window():
 def test_workers_must_be_positive():
     with pytest.raises(EvaluationError):
         ProcessExecutor(spec(), workers=0)
+
+
+def test_local_ray_instances_bind_to_loopback(monkeypatch, tmp_path):
+    from demasked_ros.apps.evaluate.parallel import ray_init_arguments
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_init_arguments("local", 2)["_node_ip_address"] == "127.0.0.1"
+    auto = ray_init_arguments("auto", 2)
+    assert auto.get("_node_ip_address", "127.0.0.1") == "127.0.0.1"  # joins a cluster, or starts on loopback
+    assert "_node_ip_address" not in ray_init_arguments("ray://head:10001", 2)  # a real cluster's own address
