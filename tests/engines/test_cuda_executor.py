@@ -12,13 +12,12 @@ import pytest
 import torch
 
 from demasked_ros.core.masks import detection_masks, recovery_masks
-from demasked_ros.engines import defaults
 from demasked_ros.engines.certifier import Certifier, StageClock
 from demasked_ros.engines.cuda_executor import CudaStreamExecutor, cuda_unavailable_reason
 from demasked_ros.engines.demaskers import TeleaDemasker
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.torch_backend import TorchSegmenter
-from tests.engines.gpu_devices import DEVICES
+from tests.engines.gpu_devices import DEVICES, engines
 from tests.tiny_models import colour_segmenter
 
 HEIGHT, WIDTH = 40, 56
@@ -35,14 +34,6 @@ def mask_sets():
             detection_masks(HEIGHT, WIDTH, (5, 6), "column")]
 
 
-_ENGINES: dict[str, tuple] = {}
-
-
-def engines(device: str):
-    if device not in _ENGINES:
-        _ENGINES[device] = (defaults.default_segmenter(backend="torch", device=device, threads=1),
-                            defaults.default_demasker(backend="torch", device=device, threads=1))
-    return _ENGINES[device]
 
 
 def assert_same(result, reference):

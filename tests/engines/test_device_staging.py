@@ -12,24 +12,15 @@ import pytest
 import torch
 
 from demasked_ros.core.masks import detection_masks, recovery_masks
-from demasked_ros.engines import defaults
 from demasked_ros.engines.certifier import Certifier, PreparedImage, StageClock
 from demasked_ros.engines.cuda_executor import CudaStreamExecutor
 from demasked_ros.engines.demaskers import TeleaDemasker
 from demasked_ros.engines.device_staging import StagedFrame, stage_frame
 from demasked_ros.engines.errors import EngineError
-from tests.engines.gpu_devices import DEVICES
+from tests.engines.gpu_devices import DEVICES, engines
 from tests.tiny_models import colour_segmenter
 
 HEIGHT, WIDTH = 40, 56
-_ENGINES: dict[str, tuple] = {}
-
-
-def engines(device: str):
-    if device not in _ENGINES:
-        _ENGINES[device] = (defaults.default_segmenter(backend="torch", device=device, threads=1),
-                            defaults.default_demasker(backend="torch", device=device, threads=1))
-    return _ENGINES[device]
 
 
 def frame(seed: int) -> np.ndarray:
