@@ -20,16 +20,19 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate-folds": "demasked_ros.training.fold_eval",
     "finetune": "demasked_ros.training.finetune",
     "alternate": "demasked_ros.training.alternate",
+    "unfold": "demasked_ros.training.unfold",
 }
 
 USAGE = (
-    "usage: demasked-train {segmenter,demasker,consistency,evaluate-folds,finetune,alternate} [options]\n"
+    "usage: demasked-train {segmenter,demasker,consistency,evaluate-folds,finetune,alternate,unfold}"
+    " [options]\n"
     "  segmenter       train the default CamVid segmenter and export it to ONNX\n"
     "  demasker        train the default learned demasker and export it to ONNX\n"
     "  consistency     certification-aware segmenter training on a leave-one-sequence-out fold\n"
     "  evaluate-folds  fold table: each held-out sequence's clean / certified figures and the mean\n"
     "  finetune        certification-aware fine-tuning of your own torch segmenter\n"
     "  alternate       rounds of segmenter and task-driven demasker fine-tuning\n"
+    "  unfold          the packaged segmenter as a trainable checkpoint (consistency --init)\n"
     "Run `demasked-train SUBCOMMAND --help` for the options of each."
 )
 
