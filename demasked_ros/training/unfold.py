@@ -12,14 +12,15 @@ starts from (almost) the shipped function instead of from a network whose activa
 suddenly renormalised.
 
 ``python -m demasked_ros.training.unfold --out runs/shipped_init.pt`` writes the checkpoint
-(``demasked-train unfold`` is the same command); the result is checked against the twin.
+(``demasked-train unfold`` is the same command; ``--model demasker`` does the same for the learned
+demasker, for ``demasked-train demasker --init``); the result is checked against the twin.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from demasked_ros.engines.demasker_net import DemaskerNet
 from demasked_ros.engines.segmenter_net import CompactSegNet, FullResolutionSegNet
-from demasked_ros.engines.torch_twins import execution_order, segmenter_module
+from demasked_ros.engines.torch_twins import DemaskerTwin, demasker_module, execution_order, segmenter_module
 from demasked_ros.training.data import TrainingDataError
 
 LOG = logging.getLogger("demasked_ros.training.unfold")
 #: The packaged segmenter's architecture, as a ``consistency`` checkpoint config describes it.
 SHIPPED_CONFIG: dict[str, Any] = {"arch": "compact", "widths": [24, 48, 96], "decoder_width": 48,
                                   "downscale": 2}
+Example = tuple[torch.Tensor, ...]
+#: Inputs that trace each network's execution order (shape-agnostic networks).
+SEGMENTER_EXAMPLE: Example = (torch.zeros(1, 3, 64, 64),)
+DEMASKER_EXAMPLE: Example = (torch.zeros(1, 3, 32, 32), torch.ones(1, 1, 32, 32))
 
 
-def _conv_bn_pairs(net: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+def _conv_bn_pairs(net: nn.Module, example: Example) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
     """Every convolution of ``net`` in execution order with the batch norm that follows it."""
-    order = execution_order(net, (torch.zeros(1, 3, 64, 64),))
+    order = execution_order(net, example)
     pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
     for index, module in enumerate(order):
         if isinstance(module, nn.Conv2d):
@@ -48,16 +54,15 @@ def _conv_bn_pairs(net: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | Non
     return pairs
 
 
-def _folded_convs(twin_trunk: nn.Module) -> list[nn.Conv2d]:
-    order = execution_order(twin_trunk, (torch.zeros(1, 3, 64, 64),))
-    return [module for module in order if isinstance(module, nn.Conv2d)]
+def folded_convs(folded: nn.Module, example: Example) -> list[nn.Conv2d]:
+    """The convolutions of a batch-norm-folded network, in execution order."""
+    return [module for module in execution_order(folded, example) if isinstance(module, nn.Conv2d)]
 
 
-def conv_statistics(twin: FullResolutionSegNet, frames: np.ndarray, batch: int = 4
+def conv_statistics(convs: Sequence[nn.Conv2d], run: Callable[[], None]
                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per folded convolution of the twin's trunk: channel mean and variance of ``W x`` (the
-    output without its bias) over ``frames`` (N x H x W x 3 uint8 RGB)."""
-    convs = _folded_convs(twin.net)
+    """Per convolution: channel mean and variance of ``W x`` (its output without the bias) over
+    every forward pass ``run()`` makes (hooks on ``convs``; no gradients)."""
     sums = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv in convs]
     squares = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv in convs]
     counts = [0] * len(convs)
@@ -74,9 +79,7 @@ def conv_statistics(twin: FullResolutionSegNet, frames: np.ndarray, batch: int =
     handles = [conv.register_forward_hook(hook(i)) for i, conv in enumerate(convs)]
     try:
         with torch.no_grad():
-            for start in range(0, len(frames), batch):
-                chunk = torch.from_numpy(np.ascontiguousarray(frames[start:start + batch]))
-                twin(chunk.permute(0, 3, 1, 2).float())
+            run()
     finally:
         for handle in handles:
             handle.remove()
@@ -87,21 +90,16 @@ def conv_statistics(twin: FullResolutionSegNet, frames: np.ndarray, batch: int =
     return stats
 
 
-def unfold_shipped(frames: np.ndarray) -> tuple[CompactSegNet, float]:
-    """The packaged segmenter as a :class:`CompactSegNet` with batch norms (statistics measured on
-    ``frames``), and the max abs logit difference to the twin on the first frames (eval mode)."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise TrainingDataError(f"unfold needs N x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
-    twin = segmenter_module("cpu")
-    assert isinstance(twin, FullResolutionSegNet)
-    folded = _folded_convs(twin.net)
-    stats = conv_statistics(twin, frames)
-    net = CompactSegNet(11, widths=SHIPPED_CONFIG["widths"], decoder_width=SHIPPED_CONFIG["decoder_width"])
-    pairs = _conv_bn_pairs(net)
-    if len(pairs) != len(folded):
-        raise TrainingDataError(f"architecture mismatch: {len(pairs)} convolutions vs {len(folded)} folded")
+def transfer(folded: nn.Module, fresh: nn.Module, example: Example, run: Callable[[], None]) -> None:
+    """Load ``folded``'s weights into ``fresh`` (same architecture with batch norms), each folded
+    bias into the batch norm that follows its convolution, with statistics measured by ``run()``."""
+    sources = folded_convs(folded, example)
+    pairs = _conv_bn_pairs(fresh, example)
+    if len(pairs) != len(sources):
+        raise TrainingDataError(f"architecture mismatch: {len(pairs)} convolutions vs {len(sources)} folded")
+    stats = conv_statistics(sources, run)
     with torch.no_grad():
-        for (conv, bn), source, (mean, var) in zip(pairs, folded, stats, strict=True):
+        for (conv, bn), source, (mean, var) in zip(pairs, sources, stats, strict=True):
             if conv.weight.shape != source.weight.shape:
                 raise TrainingDataError(
                     f"conv shape {tuple(conv.weight.shape)} vs {tuple(source.weight.shape)}")
@@ -116,25 +114,81 @@ def unfold_shipped(frames: np.ndarray) -> tuple[CompactSegNet, float]:
             bn.running_var.copy_(var)  # type: ignore[union-attr]
             bn.weight.copy_(torch.sqrt(var + bn.eps))
             bn.bias.copy_(mean + bias)
-    check = torch.from_numpy(np.ascontiguousarray(frames[:2])).permute(0, 3, 1, 2).float()
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise TrainingDataError(f"unfold needs N x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
+
+
+def _tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+
+
+def unfold_shipped(frames: np.ndarray, batch: int = 4) -> tuple[CompactSegNet, float]:
+    """The packaged segmenter as a :class:`CompactSegNet` with batch norms (statistics measured on
+    ``frames``), and the max abs logit difference to the twin on the first frames (eval mode)."""
+    _check_frames(frames)
+    twin = segmenter_module("cpu")
+    assert isinstance(twin, FullResolutionSegNet)
+    net = CompactSegNet(11, widths=SHIPPED_CONFIG["widths"], decoder_width=SHIPPED_CONFIG["decoder_width"])
+
+    def run() -> None:
+        for start in range(0, len(frames), batch):
+            twin(_tensor(frames[start:start + batch]))
+
+    transfer(twin.net, net, SEGMENTER_EXAMPLE, run)
     unfolded = FullResolutionSegNet(net, downscale=2, normalize_input=True).eval()
     with torch.no_grad():
-        difference = float((unfolded(check) - twin(check)).abs().max())
+        difference = float((unfolded(_tensor(frames[:2])) - twin(_tensor(frames[:2]))).abs().max())
     return net, difference
 
 
-def write_checkpoint(net: CompactSegNet, out: Path, difference: float) -> None:
-    """A checkpoint ``consistency --init`` accepts: the weights plus the architecture config."""
+def unfold_shipped_demasker(frames: np.ndarray, batch: int = 4) -> tuple[DemaskerNet, float]:
+    """The packaged learned demasker as a :class:`DemaskerNet` with batch norms; statistics over
+    ``frames`` under the product's recovery and detection masks (what the demasker sees in use)."""
+    _check_frames(frames)
+    from demasked_ros.core.masks import detection_masks, recovery_masks
+
+    twin = demasker_module("cpu")
+    assert isinstance(twin, DemaskerTwin)
+    height, width = frames.shape[1:3]
+    visible = np.concatenate([recovery_masks(height, width, 0.005, "column").visible,
+                              detection_masks(height, width, 0.01, "column").visible])
+    net = DemaskerNet(tuple(twin.net.widths))  # type: ignore[arg-type]
+
+    def inputs(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = torch.from_numpy(visible[[(index + i) % len(visible) for i in range(batch)]]).float()
+        images = _tensor(frames[[(index + i) % len(frames) for i in range(batch)]])
+        return images * masks[:, None], masks[:, None]
+
+    def run() -> None:
+        for index in range(0, max(len(frames), len(visible)), batch):
+            twin(*inputs(index))
+
+    transfer(twin.net, net, DEMASKER_EXAMPLE, run)
+    unfolded = DemaskerTwin(net).eval()
+    with torch.no_grad():
+        difference = float((unfolded(*inputs(0)) - twin(*inputs(0))).abs().max())
+    return net, difference
+
+
+def write_checkpoint(net: nn.Module, out: Path, difference: float, model: str = "segmenter") -> None:
+    """A checkpoint ``consistency --init`` (segmenter) or ``demasker --init`` (demasker) accepts:
+    the weights plus the architecture config."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": net.state_dict(), "config": dict(SHIPPED_CONFIG), "epoch": -1, "iteration": 0,
-                "history": [], "source": "unfolded from the packaged segmenter.onnx (torch twin)",
-                "max_abs_logit_diff": difference}, out)
+    config = (dict(SHIPPED_CONFIG) if model == "segmenter"
+              else {"widths": list(getattr(net, "widths", ()))})
+    torch.save({"model": net.state_dict(), "config": config, "epoch": -1, "iteration": 0,
+                "history": [], "source": f"unfolded from the packaged {model}.onnx (torch twin)",
+                "max_abs_diff": difference}, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: measure statistics on CamVid frames (or procedural scenes) and write the checkpoint."""
     parser = argparse.ArgumentParser(prog="demasked-train unfold", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    parser.add_argument("--model", choices=("segmenter", "demasker"), default="segmenter")
     parser.add_argument("--data", type=Path, default=None, help="CamVid root (default ../shared/data/camvid)")
     parser.add_argument("--frames", type=int, default=32, help="frames for the statistics")
     parser.add_argument("--procedural", action="store_true", help="use procedural scenes (no data needed)")
@@ -153,12 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         refs = all_frames(root)
         step = max(1, len(refs) // args.frames)
         frames = load_frames(root, refs[::step][: args.frames]).images
-    net, difference = unfold_shipped(frames)
-    if difference > 1e-2:
-        raise SystemExit(f"unfold: unfolded network differs from the twin by {difference:.3g}")
-    write_checkpoint(net, args.out, difference)
-    print(f"wrote {args.out}: max |unfolded - twin| logit {difference:.2e} on 2 frames "
-          f"(statistics from {len(frames)} frames)")
+    net: nn.Module
+    net, difference = (unfold_shipped(frames) if args.model == "segmenter"
+                       else unfold_shipped_demasker(frames))
+    tolerance = 1e-2 if args.model == "segmenter" else 0.5  # logits vs 0..255 pixel values
+    if difference > tolerance:
+        raise SystemExit(f"unfold: unfolded {args.model} differs from the twin by {difference:.3g}")
+    write_checkpoint(net, args.out, difference, args.model)
+    print(f"wrote {args.out}: max |unfolded - twin| {difference:.2e} on 2 inputs "
+          f"({args.model}; statistics from {len(frames)} frames)")
     return 0
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from demasked_ros.datasets.procedural import street_scene
+from demasked_ros.engines.demasker_net import DemaskerNet
 from demasked_ros.engines.segmenter_net import FullResolutionSegNet
-from demasked_ros.engines.torch_twins import segmenter_module
+from demasked_ros.engines.torch_twins import DemaskerTwin, demasker_module, segmenter_module
 from demasked_ros.training import unfold
 from demasked_ros.training.data import TrainingDataError
 from demasked_ros.training.segmenter_model import build_trunk
@@ -48,8 +49,8 @@ def test_train_mode_starts_close_to_the_shipped_function(frames: np.ndarray) -> 
 def test_statistics_matter_in_train_mode(frames: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control for the test above: with placeholder statistics (mean 0, variance 1) the
     eval-mode function is still exact, but train-mode batch norms rescale every layer."""
-    monkeypatch.setattr(unfold, "conv_statistics", lambda twin, data, batch=4: [
-        (torch.zeros(c.out_channels), torch.ones(c.out_channels)) for c in unfold._folded_convs(twin.net)])
+    monkeypatch.setattr(unfold, "conv_statistics", lambda convs, run: [
+        (torch.zeros(c.out_channels), torch.ones(c.out_channels)) for c in convs])
     net, difference = unfold.unfold_shipped(frames)
     assert difference < 1e-3
     train_mode = FullResolutionSegNet(net, downscale=2, normalize_input=True).train()
@@ -78,3 +79,23 @@ def test_cli_writes_a_checked_checkpoint(tmp_path: Path, capsys: pytest.CaptureF
     assert unfold.main(["--out", str(out), "--procedural", "--frames", "2"]) == 0
     assert out.is_file()
     assert "max |unfolded - twin|" in capsys.readouterr().out
+
+
+def test_demasker_unfolds_exactly(frames: np.ndarray) -> None:
+    net, difference = unfold.unfold_shipped_demasker(frames)
+    assert difference < 0.05  # 0..255 pixel units
+    twin = demasker_module("cpu")
+    visible = torch.ones(2, 1, 120, 160)
+    visible[:, :, :, 40:90] = 0
+    images = torch.from_numpy(np.ascontiguousarray(frames[2:])).permute(0, 3, 1, 2).float() * visible
+    with torch.no_grad():
+        gap = float((DemaskerTwin(net).eval()(images, visible) - twin(images, visible)).abs().max())
+    assert gap < 0.05
+
+
+def test_demasker_cli_writes_an_init_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "dem.pt"
+    assert unfold.main(["--out", str(out), "--model", "demasker", "--procedural", "--frames", "2"]) == 0
+    state = torch.load(out, map_location="cpu", weights_only=False)
+    fresh = DemaskerNet(tuple(state["config"]["widths"]))
+    fresh.load_state_dict(state["model"])  # what `demasked-train demasker --init` does
