@@ -24,8 +24,9 @@ frame t runs; ``run*`` accept its :class:`~.device_staging.StagedFrame` in place
 ``device="cpu"`` runs exactly this code with the stream and event calls as no-ops (and no
 pinning): that is how CI tests it. Soundness: masking is the first thing that happens to the
 frame on the device (``frame * visible``), every branch sees only its masked copy, deterministic
-torch settings are on (:func:`~demasked_ros.engines.torch_backend.configure_determinism`), and any
-failure raises :class:`EngineError` so the caller fails closed.
+torch settings are on (:func:`~demasked_ros.engines.torch_runtime.configure_determinism`), and any
+failure raises :class:`EngineError` so the caller fails closed. Streams, tensor-path checks and result
+checks live in :mod:`~.cuda_support`.
 """
 
 from __future__ import annotations
@@ -44,76 +45,23 @@ import torch
 from demasked_ros.core.masks import MaskSet
 from demasked_ros.engines import device_aggregate
 from demasked_ros.engines.certifier import AggregatedBranches, StageClock, mask_images
+from demasked_ros.engines.cuda_support import (
+    _check_device_labels,
+    _Lane,
+    _result,
+    cuda_unavailable_reason,
+    tensor_demasker,
+    tensor_segmenter,
+)
 from demasked_ros.engines.device_staging import StagedFrame, claim, stage_frame
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.protocols import Demasker, Segmenter
 from demasked_ros.engines.segmenters import check_labels
-from demasked_ros.engines.torch_backend import configure_determinism, resolve_device
+from demasked_ros.engines.torch_runtime import configure_determinism, resolve_device
+
+__all__ = ["CudaStreamExecutor", "cuda_unavailable_reason", "tensor_demasker", "tensor_segmenter"]
 
 _MASK_CACHE_SIZE = 4
-
-
-class _Lane:
-    """One CUDA stream, or a no-op stand-in on the CPU (same calls, nothing happens)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
-    def use(self) -> contextlib.AbstractContextManager[Any]:
-        """Make this stream current for the enclosed work."""
-        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
-
-    def wait_for(self, other: torch.cuda.Stream | None) -> None:
-        """Order this stream after everything already queued on ``other``."""
-        if self.stream is not None and other is not None:
-            self.stream.wait_stream(other)
-
-    def join_into(self, main: torch.cuda.Stream | None) -> None:
-        """Record an event on this stream and make ``main`` wait for it."""
-        if self.stream is not None and main is not None:
-            event = torch.cuda.Event()
-            event.record(self.stream)
-            main.wait_event(event)
-
-
-def tensor_segmenter(segmenter: Segmenter, device: torch.device) -> bool:
-    """True when ``segmenter`` has a tensor path on ``device``; raises when it is on another device."""
-    return _tensor_engine(segmenter, "segment_tensor", device)
-
-
-def tensor_demasker(demasker: Demasker, device: torch.device) -> bool:
-    """True when ``demasker`` has a tensor path on ``device``; raises when it is on another device."""
-    return _tensor_engine(demasker, "demask_tensor", device)
-
-
-def _tensor_engine(engine: object, method: str, device: torch.device) -> bool:
-    if not callable(getattr(engine, method, None)):
-        return False
-    engine_device = getattr(engine, "device", None)
-    if engine_device != device:
-        raise EngineError(f"{type(engine).__name__} runs on {engine_device}, the executor on {device}; "
-                          "build the torch engines on the executor's device")
-    return True
-
-
-def cuda_unavailable_reason(segmenter: Segmenter | None = None, demasker: Demasker | None = None,
-                            device: str = "cuda") -> str | None:
-    """Why the CUDA stream executor cannot serve these engines on ``device`` (None: it can).
-
-    For the node's ``executor: cuda|auto`` choice: torch must see the device, and the segmenter
-    must have a tensor path there (a demasker without one runs on CPU threads, which is fine).
-    """
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        return "torch sees no CUDA device (CPU-only torch build or no GPU)"
-    try:
-        resolved = resolve_device(device)
-        if segmenter is not None and not tensor_segmenter(segmenter, resolved):
-            return f"{type(segmenter).__name__} has no device tensor path (use backend='torch')"
-        if demasker is not None:
-            tensor_demasker(demasker, resolved)  # raises when it is a torch engine on another device
-    except EngineError as error:
-        return str(error)
-    return None
 
 
 class CudaStreamExecutor:
@@ -342,21 +290,3 @@ class CudaStreamExecutor:
     def _sync_stage(self) -> None:
         if self.sync_stages and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _result(future: Future[np.ndarray]) -> np.ndarray:
-    try:
-        return future.result()
-    except EngineError:
-        raise
-    except Exception as error:
-        raise EngineError(f"branch failed on a CPU thread: {type(error).__name__}: {error}") from error
-
-
-def _check_device_labels(labels: torch.Tensor, batch: int, height: int, width: int) -> None:
-    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (batch, height, width) \
-            or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise EngineError(f"segmenter returned {tuple(getattr(labels, 'shape', ()))} "
-                          f"{getattr(labels, 'dtype', type(labels))}, "
-                          f"expected integer {(batch, height, width)}")
-

@@ -30,7 +30,7 @@ from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.factory import DEFAULT_DEMASKER_PATH
 from demasked_ros.engines.onnx_graph import check_inference_graph
 
-#: Graph input/output names written by ``demasked_ros.training.demasker_train.export_onnx``.
+#: Graph input/output names written by ``demasked_ros.training.demasker_eval.export_onnx``.
 IMAGE_INPUT, VISIBLE_INPUT = "image", "visible"
 #: Metadata key holding the stride that H and W must be padded to (16 when absent).
 STRIDE_METADATA_KEY = "demasked_ros.stride"

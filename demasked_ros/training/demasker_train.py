@@ -13,6 +13,9 @@ a small gradient L1) on masked pixels only; visible pixels are copied through an
 Reproducible: fixed seeds (numpy + torch), deterministic sampling, a checkpoint each epoch
 (``--resume`` continues bit-for-bit from the last one), metrics as JSON lines, tqdm progress.
 Runs on CPU (``--threads``, default 1: a shared CPU collapses with more) or on a GPU when present.
+
+This module holds the command line and the training loop; samples, losses and evaluation/export live in
+:mod:`~.demasker_samples`, :mod:`~.demasker_losses` and :mod:`~.demasker_eval` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,26 +25,15 @@ import json
 import math
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as functional
 from tqdm import tqdm
 
-from demasked_ros.core.masks import detection_masks, recovery_masks
-from demasked_ros.engines.demasker_net import (
-    MODEL_STRIDE,
-    ONNX_INPUT_NAMES,
-    ONNX_OUTPUT_NAME,
-    DemaskerNet,
-    count_parameters,
-)
-from demasked_ros.engines.learned_demasker import STRIDE_METADATA_KEY
+from demasked_ros.engines.demasker_net import DemaskerNet, count_parameters
 from demasked_ros.training.data import (
     IGNORE_INDEX,
     TrainingDataError,
@@ -49,229 +41,31 @@ from demasked_ros.training.data import (
     load_frames,
     load_split,
 )
+from demasked_ros.training.demasker_eval import (
+    demask_full_frames,
+    evaluate_psnr,
+    export_onnx,
+    masked_psnr,
+    telea_fill,
+)
+from demasked_ros.training.demasker_losses import (
+    disagreement_loss,
+    load_frozen_segmenter,
+    masked_loss,
+    segmentation_loss,
+)
+from demasked_ros.training.demasker_samples import (
+    DEFAULT_FAMILIES,
+    EXTRA_FRACTIONS,
+    SampleSource,
+    build_mask_families,
+    to_tensors,
+)
 
-#: The families the node uses by default, as (label, MaskSet factory arguments).
-DEFAULT_FAMILIES = ("recovery-column-0.5%", "detection-column-1%")
-EXTRA_FRACTIONS = (0.002, 0.003, 0.0075, 0.01, 0.015, 0.02)
-
-
-def build_mask_families(height: int, width: int, extra: bool = True) -> dict[str, np.ndarray]:
-    """Visibility masks (K x H x W bool) per family name; the default families come first."""
-    families = {
-        DEFAULT_FAMILIES[0]: recovery_masks(height, width, 0.005, "column").visible,
-        DEFAULT_FAMILIES[1]: detection_masks(height, width, 0.01, "column").visible,
-    }
-    if extra:
-        for fraction in EXTRA_FRACTIONS:
-            for scheme in ("column", "row", "3-mask", "4-mask"):
-                families[f"recovery-{scheme}-{fraction:.2%}"] = recovery_masks(
-                    height, width, fraction, scheme
-                ).visible
-            for axis in ("column", "row"):
-                families[f"detection-{axis}-{fraction:.2%}"] = detection_masks(
-                    height, width, fraction, axis
-                ).visible
-    return families
-
-
-class SampleSource:
-    """Deterministic random (crop, mask) training batches drawn from one numpy Generator."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        families: dict[str, np.ndarray],
-        crop: tuple[int, int],
-        default_probability: float,
-        labels: np.ndarray | None = None,
-    ) -> None:
-        self.images = images
-        self.labels = labels
-        self.families = list(families.values())
-        self.crop = crop
-        self.default_probability = default_probability
-        height, width = images.shape[1:3]
-        if crop[0] > height or crop[1] > width or crop[0] % MODEL_STRIDE or crop[1] % MODEL_STRIDE:
-            raise TrainingDataError(
-                f"crop {crop} must fit in {height}x{width} and be a multiple of {MODEL_STRIDE}"
-            )
-
-    def batch(
-        self, rng: np.random.Generator, size: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``size`` crops (uint8 B x h x w x 3), their visibility masks (bool B x h x w) and, when
-        the source has labels, the cropped labels (B x h x w); the random draws are the same."""
-        crop_h, crop_w = self.crop
-        height, width = self.images.shape[1:3]
-        images, masks, labels = [], [], []
-        n_default = len(DEFAULT_FAMILIES)
-        for _ in range(size):
-            if rng.random() < self.default_probability or len(self.families) == n_default:
-                family = self.families[int(rng.integers(n_default))]
-            else:
-                family = self.families[int(rng.integers(n_default, len(self.families)))]
-            mask = family[int(rng.integers(family.shape[0]))]
-            index = int(rng.integers(self.images.shape[0]))
-            image = self.images[index]
-            label = self.labels[index] if self.labels is not None else image[..., 0]
-            if rng.random() < 0.5:
-                image, label = image[:, ::-1], label[:, ::-1]
-            top = int(rng.integers(height - crop_h + 1))
-            left = int(rng.integers(width - crop_w + 1))
-            images.append(image[top : top + crop_h, left : left + crop_w])
-            masks.append(mask[top : top + crop_h, left : left + crop_w])
-            labels.append(label[top : top + crop_h, left : left + crop_w])
-        return np.stack(images), np.stack(masks), np.stack(labels) if self.labels is not None else None
-
-
-def to_tensors(
-    images: np.ndarray, visible: np.ndarray, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 B x H x W x 3 + bool B x H x W -> float NCHW image in [0, 1] and float mask."""
-    image = torch.from_numpy(np.array(images, dtype=np.float32)).to(device).permute(0, 3, 1, 2) / 255.0
-    mask = torch.from_numpy(np.array(visible, dtype=np.float32)).to(device).unsqueeze(1)
-    return image * mask, mask
-
-
-def masked_loss(output: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """L1 + 0.2 x gradient-L1, both over masked pixels only (gradients between two masked pixels)."""
-    hidden = 1.0 - visible
-    denominator = hidden.sum().clamp(min=1.0) * 3
-    l1 = ((output - target).abs() * hidden).sum() / denominator
-    grad = output.new_zeros(())
-    for dim in (2, 3):
-        d_out, d_tgt = torch.diff(output, dim=dim), torch.diff(target, dim=dim)
-        length = hidden.shape[dim] - 1
-        both_hidden = hidden.narrow(dim, 1, length) * hidden.narrow(dim, 0, length)
-        grad = grad + ((d_out - d_tgt).abs() * both_hidden).sum() / denominator
-    return l1 + 0.2 * grad
-
-
-def load_frozen_segmenter(checkpoint: Path, device: torch.device) -> torch.nn.Module:
-    """The segmenter of a ``segmenter_train`` checkpoint, frozen, taking RGB in [0, 1]."""
-    from demasked_ros.training.segmenter_model import FullResolutionSegNet, build_trunk
-
-    if not checkpoint.is_file():
-        raise TrainingDataError(f"segmenter checkpoint not found: {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    config = state["config"]
-    net = build_trunk(config)
-    net.load_state_dict(state["model"])
-    model = FullResolutionSegNet(net, downscale=config["downscale"], normalize_input=True).to(device).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
-
-
-def segmentation_loss(
-    segmenter: torch.nn.Module, output: torch.Tensor, labels: torch.Tensor, visible: torch.Tensor
-) -> torch.Tensor:
-    """Cross-entropy of the frozen segmenter on the demasked crop vs the ground truth, averaged
-    over masked, non-void pixels: it pushes the demasker towards fills the segmenter labels right
-    (what %C counts), not merely towards low PSNR."""
-    logits = segmenter(output * 255.0)
-    per_pixel = functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
-    weight = (1.0 - visible[:, 0]) * (labels != IGNORE_INDEX).float()
-    return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)
-
-
-def disagreement_loss(segmenter: torch.nn.Module, output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Task-driven objective: KL(seg(clean) || seg(demasked)) of the frozen segmenter, mean over
-    pixels. Needs no labels: it asks the demasker for fills that the segmenter labels as it labels
-    the clean frame, which is exactly what makes the K branches agree (what %C counts), rather
-    than for fills that look right pixel by pixel (PSNR)."""
-    with torch.no_grad():
-        clean_logits = segmenter(clean * 255.0)
-        target, log_target = functional.softmax(clean_logits, 1), functional.log_softmax(clean_logits, 1)
-    log_branch = functional.log_softmax(segmenter(output * 255.0), 1)
-    return (target * (log_target - log_branch)).sum(1).mean()
-
-
-def masked_psnr(prediction: np.ndarray, target: np.ndarray, visible: np.ndarray) -> float:
-    """PSNR (dB, 8-bit) over the masked pixels of one image; ``inf`` when they match exactly."""
-    hidden = ~visible
-    if not hidden.any():
-        return math.inf
-    diff = prediction[hidden].astype(np.float64) - target[hidden].astype(np.float64)
-    mse = float(np.mean(diff**2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
-def telea_fill(image: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """The classical baseline (as ``TeleaDemasker``): cv2.inpaint TELEA, radius 3."""
-    zeroed = np.where(visible[..., None], image, 0).astype(np.uint8)
-    return cv2.inpaint(zeroed, (~visible).astype(np.uint8) * 255, 3.0, cv2.INPAINT_TELEA)
-
-
-@torch.no_grad()
-def demask_full_frames(
-    model: DemaskerNet, images: np.ndarray, visible: np.ndarray, device: torch.device
-) -> np.ndarray:
-    """Run the torch model on full frames (padded with masked pixels to the stride, cropped back)."""
-    height, width = images.shape[1:3]
-    pad_h, pad_w = (-height) % MODEL_STRIDE, (-width) % MODEL_STRIDE
-    image, mask = to_tensors(images, visible, device)
-    image = functional.pad(image, (0, pad_w, 0, pad_h))
-    mask = functional.pad(mask, (0, pad_w, 0, pad_h))
-    out = model(image, mask)[:, :, :height, :width]
-    out_u8 = (out * 255.0).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-    return np.where(visible[..., None], images, out_u8)
-
-
-def evaluate_psnr(
-    model: DemaskerNet | None,
-    images: np.ndarray,
-    families: dict[str, np.ndarray],
-    device: torch.device,
-) -> dict[str, float]:
-    """Mean masked-pixel PSNR per default family over ``images`` (TELEA when ``model`` is None)."""
-    results: dict[str, float] = {}
-    for name in DEFAULT_FAMILIES:
-        masks = families[name]
-        scores = []
-        for image in images:
-            batch = np.repeat(image[None], masks.shape[0], axis=0)
-            if model is None:
-                filled = np.stack([telea_fill(image, m) for m in masks])
-            else:
-                filled = demask_full_frames(model, batch, masks, device)
-            scores += [masked_psnr(f, image, m) for f, m in zip(filled, masks, strict=True)]
-        results[name] = float(np.mean(scores))
-    return results
-
-
-def export_onnx(model: DemaskerNet, path: Path, height: int = 368, width: int = 480) -> float:
-    """Export to ONNX (opset 17, dynamic batch / height / width); returns max |ORT - torch|."""
-    import onnx
-    import onnxruntime as ort
-
-    model = model.cpu().eval()
-    generator = torch.Generator().manual_seed(0)
-    image = torch.rand(2, 3, height, width, generator=generator)
-    mask = (torch.rand(2, 1, height, width, generator=generator) > 0.6).float()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (image, mask),
-            str(path),
-            input_names=list(ONNX_INPUT_NAMES),
-            output_names=[ONNX_OUTPUT_NAME],
-            opset_version=17,
-            dynamic_axes={name: dynamic for name in (*ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME)},
-            dynamo=False,
-        )
-    graph = onnx.load(str(path))
-    for key, value in ((STRIDE_METADATA_KEY, str(MODEL_STRIDE)), ("demasked_ros.widths", str(model.widths))):
-        graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run(None, {ONNX_INPUT_NAMES[0]: image.numpy(), ONNX_INPUT_NAMES[1]: mask.numpy()})
-    with torch.no_grad():
-        torch_out = model(image, mask).numpy()
-    return float(np.abs(onnx_out - torch_out).max())
+__all__ = ["DEFAULT_FAMILIES", "EXTRA_FRACTIONS", "IGNORE_INDEX", "SampleSource", "TrainingDataError",
+           "build_mask_families", "demask_full_frames", "disagreement_loss", "evaluate_psnr", "export_onnx",
+           "load_frozen_segmenter", "main", "masked_loss", "masked_psnr", "parse_args", "segmentation_loss",
+           "telea_fill", "to_tensors"]
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
