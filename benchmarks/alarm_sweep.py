@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alarm_study import study
 
-from demasked_ros.core.alarm import AlarmParams
+from demasked_ros.core.alarm import AlarmParams, roc_auc
 
 TOLERANCES = (0, 1, 2, 3)
 REACHES = (0.5, 1.0, 2.0)
@@ -31,8 +31,6 @@ OPEN_RADII = (1, 2, 3)
 
 def auc(folders: list[Path], mode: str, params: AlarmParams) -> float | None:
     """Pooled AUC of effective placements against clean frames over ``folders``."""
-    from demasked_ros.core.alarm import roc_auc
-
     clean: list[float] = []
     effective: list[float] = []
     for folder in folders:

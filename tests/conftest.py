@@ -13,6 +13,7 @@ Fixtures:
     ros_interfaces  makes demasked_ros_interfaces importable here (skips if not built, fails
                     instead when DEMASKED_REQUIRE_ROS=1).
     rclpy_context   an initialised rclpy Context in this process on ros_domain_id.
+    warning_log     a logger stand-in whose ``warning(text)`` lines land in ``.lines``.
 """
 
 from __future__ import annotations
@@ -146,3 +147,18 @@ def rclpy_context(
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+class WarningLog:
+    """Records ``warning`` lines: the logger the executor fallback and model loading write to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, text: str) -> None:
+        self.lines.append(text)
+
+
+@pytest.fixture
+def warning_log() -> WarningLog:
+    return WarningLog()

@@ -19,7 +19,6 @@ demasker, for ``demasked-train demasker --init``); the result is checked against
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from demasked_ros.engines.segmenter_net import CompactSegNet, FullResolutionSegN
 from demasked_ros.engines.torch_twins import DemaskerTwin, demasker_module, execution_order, segmenter_module
 from demasked_ros.training.data import TrainingDataError
 
-LOG = logging.getLogger("demasked_ros.training.unfold")
 #: The packaged segmenter's architecture, as a ``consistency`` checkpoint config describes it.
 SHIPPED_CONFIG: dict[str, Any] = {"arch": "compact", "widths": [24, 48, 96], "decoder_width": 48,
                                   "downscale": 2}
@@ -146,15 +144,14 @@ def unfold_shipped(frames: np.ndarray, batch: int = 4) -> tuple[CompactSegNet, f
 
 def unfold_shipped_demasker(frames: np.ndarray, batch: int = 4) -> tuple[DemaskerNet, float]:
     """The packaged learned demasker as a :class:`DemaskerNet` with batch norms; statistics over
-    ``frames`` under the product's recovery and detection masks (what the demasker sees in use)."""
+    ``frames`` under the product's recovery and detection mask families (what it fills in training)."""
     _check_frames(frames)
-    from demasked_ros.core.masks import detection_masks, recovery_masks
+    from demasked_ros.training.consistency import product_families
 
     twin = demasker_module("cpu")
     assert isinstance(twin, DemaskerTwin)
-    height, width = frames.shape[1:3]
-    visible = np.concatenate([recovery_masks(height, width, 0.005, "column").visible,
-                              detection_masks(height, width, 0.01, "column").visible])
+    families = product_families(*frames.shape[1:3])  # the masks consistency training fills with it
+    visible = np.concatenate([masks.visible for masks in families.recovery + families.detection])
     net = DemaskerNet(tuple(twin.net.widths))  # type: ignore[arg-type]
 
     def inputs(index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=32, help="frames for the statistics")
     parser.add_argument("--procedural", action="store_true", help="use procedural scenes (no data needed)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     if args.procedural:
         from demasked_ros.datasets.procedural import street_scene

@@ -12,14 +12,6 @@ from demasked_ros.engines.cuda_executor import CudaStreamExecutor
 from demasked_ros.engines.errors import EngineError
 
 
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def warning(self, text: str) -> None:
-        self.lines.append(text)
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")
 def test_gpu_device_is_cpu_with_a_reason_without_cuda():
     assert factory.gpu_device("cpu") == ("cpu", None)
@@ -37,11 +29,11 @@ def test_auto_does_not_import_torch_without_a_gpu_driver(monkeypatch):
         assert "CUDA" in str(factory.gpu_device("cuda")[1])
 
 
-def test_stream_executor_is_chosen_where_the_engines_run(monkeypatch):
+def test_stream_executor_is_chosen_where_the_engines_run(monkeypatch, warning_log):
     monkeypatch.setattr(factory, "gpu_device", lambda name: ("cpu", None))  # stand-in for a usable GPU
     segmenter = defaults.default_segmenter(backend="torch", device="cpu", threads=1)
     demasker = defaults.default_demasker(backend="torch", device="cpu", threads=1)
-    log = Log()
+    log = warning_log
     executor, name = factory.make_executor("cuda", None, log, segmenter=segmenter, demasker=demasker,
                                            streams=3)
     assert isinstance(executor, CudaStreamExecutor) and executor.streams == 3 and not log.lines
@@ -72,11 +64,11 @@ def test_device_builds_the_torch_twins_and_cpu_the_onnx_models():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_a_gpu_auto_runs_the_twins_on_cuda_streams():
+def test_on_a_gpu_auto_runs_the_twins_on_cuda_streams(warning_log):
     device, reason = factory.gpu_device("auto")
     assert (device, reason) == ("cuda", None)
     segmenter = factory.make_segmenter(factory.SegmenterSpec(device=device, threads=1))
     demasker = factory.make_demasker("default", threads=1, device=device)
-    executor, _ = factory.make_executor("auto", None, Log(), segmenter=segmenter, demasker=demasker)
+    executor, _ = factory.make_executor("auto", None, warning_log, segmenter=segmenter, demasker=demasker)
     assert isinstance(executor, CudaStreamExecutor) and executor.device.type == "cuda"
     assert factory.executor_info(executor)["device"].startswith("cuda")

@@ -35,15 +35,8 @@ def test_gpu_path_builds_twins_and_the_stream_executor(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
-def test_without_a_gpu_cuda_falls_back_with_a_reason_in_the_diagnostics():
-    class Log:
-        def __init__(self):
-            self.lines = []
-
-        def warning(self, text):
-            self.lines.append(text)
-
-    log = Log()
+def test_without_a_gpu_cuda_falls_back_with_a_reason_in_the_diagnostics(warning_log):
+    log = warning_log
     loaded = models.load_models(config_from_values({"executor": "cuda", "threads": 1}), log)
     assert loaded.executor is None and not hasattr(loaded.segmenter, "segment_tensor")
     values = dict(loaded.key_values())

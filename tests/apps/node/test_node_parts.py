@@ -62,15 +62,8 @@ def test_mask_sets_follow_the_config():
         plan_masks(config_from_values({"patch_height": 20, "patch_width": 20}), 10, 10)
 
 
-def test_executor_falls_back_to_cpu_without_a_gpu():
-    class Log:
-        def __init__(self):
-            self.lines = []
-
-        def warning(self, text):
-            self.lines.append(text)
-
-    log = Log()
+def test_executor_falls_back_to_cpu_without_a_gpu(warning_log):
+    log = warning_log
     executor, name = make_executor("cuda", None, log)
     assert executor is None and name.startswith("cpu-chunked") and "cuda unavailable" in name
     assert log.lines and "falling back to the CPU executor" in log.lines[0]

@@ -87,19 +87,25 @@ class Recorder:
 
 
 @pytest.fixture
-def stopped():
+def started():
+    """``start(rec)``: the recorder's pipeline, started, and stopped again after the test."""
     pipelines: list[FramePipeline[object, str]] = []
-    yield pipelines.append
+
+    def start(rec: Recorder) -> FramePipeline[object, str]:
+        pipeline = rec.pipeline()
+        pipelines.append(pipeline)
+        pipeline.start()
+        return pipeline
+
+    yield start
     for pipeline in pipelines:
         pipeline.stop(timeout=5)
 
 
-def test_the_next_frame_is_prepared_while_the_current_one_is_processed(stopped):
+def test_the_next_frame_is_prepared_while_the_current_one_is_processed(started):
     rec = Recorder()
     rec.hold("process", 1)
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     assert pipeline.submit(1)
     assert wait_until(lambda: rec.has("process", 1))
     assert pipeline.submit(2)
@@ -113,13 +119,11 @@ def test_the_next_frame_is_prepared_while_the_current_one_is_processed(stopped):
     assert (pipeline.submitted, pipeline.dropped, pipeline.processed) == (2, 0, 2)
 
 
-def test_keep_latest_one_prepared_frame_waits_and_a_newer_one_replaces_it(stopped):
+def test_keep_latest_one_prepared_frame_waits_and_a_newer_one_replaces_it(started):
     rec = Recorder()
     rec.hold("process", 0)
     rec.hold("prepare", 5)
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     pipeline.submit(0)
     assert wait_until(lambda: rec.has("process", 0))
     pipeline.submit(1)
@@ -143,12 +147,10 @@ def test_keep_latest_one_prepared_frame_waits_and_a_newer_one_replaces_it(stoppe
     assert pipeline.submitted == pipeline.dropped + pipeline.processed == 6
 
 
-def test_a_failed_preparation_fails_closed_in_order_on_the_processing_thread(stopped):
+def test_a_failed_preparation_fails_closed_in_order_on_the_processing_thread(started):
     rec = Recorder(fail_prepare=("bad",))
     rec.hold("process", 1)
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     pipeline.submit(1)
     assert wait_until(lambda: rec.has("process", 1))
     pipeline.submit("bad")
@@ -166,11 +168,9 @@ def test_a_failed_preparation_fails_closed_in_order_on_the_processing_thread(sto
     assert pipeline.processed == 3 and pipeline.dropped == 0
 
 
-def test_processing_errors_go_to_on_error_and_the_pipeline_lives_on(stopped):
+def test_processing_errors_go_to_on_error_and_the_pipeline_lives_on(started):
     rec = Recorder(fail_process=(1,))
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     pipeline.submit(1)
     assert wait_until(lambda: rec.has("error", 1))
     pipeline.submit(2)
@@ -178,13 +178,11 @@ def test_processing_errors_go_to_on_error_and_the_pipeline_lives_on(stopped):
     assert rec.errors == [(1, "model crashed on 1")]
 
 
-def test_pause_drops_waiting_frames_and_lets_those_in_work_finish_then_stop_ends_threads(stopped):
+def test_pause_drops_waiting_frames_and_lets_those_in_work_finish_then_stop_ends_threads(started):
     rec = Recorder()
     rec.hold("process", 0)
     rec.hold("prepare", 2)
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     pipeline.submit(0)
     assert wait_until(lambda: rec.has("process", 0))
     pipeline.submit(1)
@@ -214,13 +212,11 @@ def test_pause_drops_waiting_frames_and_lets_those_in_work_finish_then_stop_ends
     assert not pipeline.submit(6)
 
 
-def test_in_progress_counts_preparing_and_processing_but_not_waiting(stopped):
+def test_in_progress_counts_preparing_and_processing_but_not_waiting(started):
     rec = Recorder()
     rec.hold("process", 0)
     rec.hold("prepare", 1)
-    pipeline = rec.pipeline()
-    stopped(pipeline)
-    pipeline.start()
+    pipeline = started(rec)
     pipeline.submit(0)
     assert wait_until(lambda: rec.has("process", 0))
     pipeline.submit(1)
