@@ -69,6 +69,8 @@ def build_parser(prog: str = "demasked-attack") -> argparse.ArgumentParser:
     parser.add_argument("--placement", choices=PLACEMENTS, default="random")
     parser.add_argument("--candidates", type=int, default=8, help="G for --placement worst-of")
     parser.add_argument("--placements", type=int, default=1, help="placements per frame")
+    parser.add_argument("--hold", type=int, default=1, metavar="N",
+                        help="sequence attack: N consecutive frames (by index) share each patch position")
     parser.add_argument("--branch-sample", type=int, default=None,
                         help="adaptive: seeing branches per step (default all)")
     parser.add_argument("--recertify", choices=["full", "changed"], default="full",
@@ -95,7 +97,7 @@ def make_spec(args: argparse.Namespace, attack: str, class_info: Any) -> AttackS
     return AttackSpec(
         config=config, attack=attack, steps=args.steps, restarts=args.restarts, targeted=args.targeted,
         target_mode=args.target_mode, placement=args.placement, candidates=args.candidates,
-        placements_per_frame=args.placements, seed=args.seed, recertify=args.recertify,
+        placements_per_frame=args.placements, hold=args.hold, seed=args.seed, recertify=args.recertify,
         branch_sample=args.branch_sample, device=args.device,
         factory=EngineFactory(class_names=class_info.names,
                               intra_op_threads=1 if args.workers > 1 or args.ray else 2),
@@ -222,8 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``demasked-attack``."""
     args = build_parser().parse_args(argv)
     try:
-        if args.steps < 0 or args.placements < 1 or args.workers < 1 or args.every < 1:
-            raise EvaluationError("--steps must be >= 0; --placements, --workers and --every >= 1")
+        if args.steps < 0 or min(args.placements, args.workers, args.every, args.hold) < 1:
+            raise EvaluationError("--steps must be >= 0; --placements, --workers, --every and --hold >= 1")
         source = open_input(args.input, None, "auto")
         class_info = source.class_info or CAMVID
         selected = list(range(len(source)))[::args.every][:args.limit]

@@ -51,6 +51,7 @@ class AttackSpec:
     placement: str = "random"
     candidates: int = 8
     placements_per_frame: int = 1
+    hold: int = 1
     seed: int = 0
     recertify: str = "full"
     branch_sample: int | None = None
@@ -63,6 +64,7 @@ class AttackSpec:
     out_dir: str | None = None
     save_attacked: bool = False
     save_branches: bool = False
+    keep_positions: bool = False  # clean per-position alarm scores in the record (temporal calibration)
     donors: FrameSource | None = None
     donor_indices: tuple[int, ...] = ()
 
@@ -135,10 +137,16 @@ class AttackWorker:
                                   "clean_certified_fraction": clean.certified_fraction}
         if spec.calibration is not None:
             record["clean_alarm"] = spec.calibration.alarmed(clean_score.score)
+        if spec.keep_positions and clean_score.positions is not None:
+            record["clean_positions"] = [round(float(v), 5) for v in clean_score.positions]
         if spec.attack == "none":
             return record
         rng = np.random.default_rng([spec.seed, frame.index, number])
-        placement = self._placement(rng, frame, number, recertifier.masks.patch, f_clean)
+        # --hold N (a sequence attack): N consecutive frames share the patch position, as a patch
+        # fixed in the scene stays put between video frames; the contents are optimised per frame.
+        where = rng if spec.hold == 1 else np.random.default_rng([spec.seed, frame.index // spec.hold,
+                                                                  number, 1])
+        placement = self._placement(where, frame, number, recertifier.masks.patch, f_clean)
         contents, loss = self._contents(rng, image, placement, clean, f_clean, recertifier)
         attacked = paste(image, placement, contents)
         f_attacked = segmenter.segment(attacked[None])[0]

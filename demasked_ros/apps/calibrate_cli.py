@@ -4,6 +4,10 @@ Certifies clean frames exactly as the node does, scores each with the patch alar
 (:mod:`demasked_ros.core.alarm`) and writes the threshold that alarms on at most ``--rate`` of them
 into a calibration file (merged by setup key: mode, scheme, patch, frame size, K, models). With
 ``--holdout`` the clean alarm rate is also measured on other frames and stored with the entry.
+With ``--temporal CLIP`` it also calibrates the persistent score (:mod:`demasked_ros.core.alarm_temporal`)
+on clean *consecutive* frames at the camera rate (every frame of a bag or of a video-rate folder;
+frame stamps restart the history at gaps), jointly with the single-frame threshold: at most
+``--rate`` of the clip's frames are alarmed by either rule.
 
 Example::
 
@@ -22,17 +26,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from demasked_ros.apps.attack_cli import make_spec, run
 from demasked_ros.apps.evaluate.cli import open_input
 from demasked_ros.apps.evaluate.config import EvaluationError
 from demasked_ros.core.alarm import (
     AlarmCalibration,
+    AlarmGeometry,
     AlarmParams,
     alarm_rate,
     calibrate_threshold,
     calibration_key,
     save_calibrations,
 )
+from demasked_ros.core.alarm_stats import calibrate_joint_threshold
+from demasked_ros.core.alarm_temporal import TemporalCalibration, TemporalParams, persistent_scores
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
 from demasked_ros.datasets.base import DatasetError
@@ -54,13 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--open-radius", type=int, default=AlarmParams.open_radius)
     parser.add_argument("--tolerance", type=int, default=AlarmParams.tolerance)
     parser.add_argument("--reach", type=float, default=AlarmParams.reach)
+    parser.add_argument("--temporal", default=None, metavar="CLIP",
+                        help="clean consecutive frames (camera rate): also calibrate the persistent score")
+    parser.add_argument("--temporal-window", type=int, default=TemporalParams.window)
+    parser.add_argument("--temporal-spread", type=int, default=TemporalParams.spread)
+    parser.add_argument("--temporal-max-gap", type=float, default=TemporalParams.max_gap)
     parser.set_defaults(attack="none", calibration=None)
     return parser
 
 
-def clean_scores(spec: Any, input_text: str, sequences: Sequence[str] | None, folder: Path,
-                 args: argparse.Namespace) -> tuple[list[float], str, tuple[int, int]]:
-    """Alarm scores of the selected clean frames; also a description and the frame size."""
+def clean_records(spec: Any, input_text: str, sequences: Sequence[str] | None, folder: Path,
+                  args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, tuple[int, int]]:
+    """The ok per-frame records of the selected clean frames, in frame order; also a description
+    and the frame size."""
     source = open_input(input_text, None, "auto")
     selected = []
     names: dict[int, str] = {}
@@ -79,11 +94,39 @@ def clean_scores(spec: Any, input_text: str, sequences: Sequence[str] | None, fo
     records, interrupted = run(spec, source, selected, folder, args, info)
     if interrupted:
         raise KeyboardInterrupt
-    scores = [float(r["clean_score"]) for r in records if r["status"] == "ok"]
+    records = sorted((r for r in records if r["status"] == "ok"), key=lambda r: int(r["index"]))
     chosen = "" if sequences is None else ", sequences " + " ".join(sequences)
     stride = "" if args.every == 1 else f", every {args.every}th"
-    what = f"{input_text} ({len(scores)} frames{chosen}{stride})"
-    return scores, what, (int(first.image.shape[0]), int(first.image.shape[1]))
+    what = f"{input_text} ({len(records)} frames{chosen}{stride})"
+    return records, what, (int(first.image.shape[0]), int(first.image.shape[1]))
+
+
+def clean_scores(spec: Any, input_text: str, sequences: Sequence[str] | None, folder: Path,
+                 args: argparse.Namespace) -> tuple[list[float], str, tuple[int, int]]:
+    """Alarm scores of the selected clean frames; also a description and the frame size."""
+    records, what, size = clean_records(spec, input_text, sequences, folder, args)
+    return [float(r["clean_score"]) for r in records], what, size
+
+
+def temporal_calibration(spec: Any, args: argparse.Namespace, single_threshold: float,
+                         size: tuple[int, int], folder: Path) -> tuple[TemporalCalibration, dict[str, Any]]:
+    """The persistent-score threshold on the clean clip ``--temporal`` (every frame, in order),
+    joint with the single-frame threshold; also what was measured on the clip."""
+    params = TemporalParams(args.temporal_window, args.temporal_spread, args.temporal_max_gap)
+    every_frame = argparse.Namespace(**{**vars(args), "every": 1, "limit": None})
+    records, what, clip_size = clean_records(replace(spec, keep_positions=True), args.temporal, None, folder,
+                                             every_frame)
+    if clip_size != size:
+        raise EvaluationError(f"--temporal frames are {clip_size}, the calibration frames {size}")
+    grid = AlarmGeometry(spec.config.masks(*size), spec.alarm_params).grid_shape
+    persistent = persistent_scores([np.asarray(r["clean_positions"]) for r in records], grid, params,
+                                   [int(r["stamp_ns"]) * 1e-9 for r in records])
+    single = np.array([float(r["clean_score"]) > single_threshold for r in records])
+    threshold = calibrate_joint_threshold(persistent, single, args.rate)
+    alarmed = single | (persistent > threshold)
+    measured = {"temporal_clip": what, "clip_alarm_rate": float(alarmed.mean()),
+                "clip_single_alarm_rate": float(single.mean())}
+    return TemporalCalibration(threshold, args.rate, len(records), params, data=what), measured
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = calibration_key(spec.config.masks(height, width),
                               "default" if (args.segmenter, args.demasker) == ("default", "default")
                               else f"{Path(args.segmenter).stem}+{args.demasker}")
-        entry = AlarmCalibration(key, threshold, args.rate, len(scores), params, data=what, measured=measured)
+        temporal = None
+        if args.temporal:
+            temporal, clip = temporal_calibration(spec, args, threshold, (height, width),
+                                                  args.runs / f"{tag}-temporal")
+            measured.update(clip)
+        entry = AlarmCalibration(key, threshold, args.rate, len(scores), params, data=what, measured=measured,
+                                 temporal=temporal)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_calibrations(args.out, [entry])
     except KeyboardInterrupt:
@@ -117,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     held_out = (f"; held out: {measured['holdout_alarm_rate']:.3f} on {measured['holdout']}"
                 if args.holdout else "")
+    persistent = ("" if entry.temporal is None else
+                  f"; persistent threshold {entry.temporal.threshold:.4g} (window {args.temporal_window}: "
+                  f"alarm rate {measured['clip_alarm_rate']:.3f} on {measured['temporal_clip']})")
     print(f"{key}: threshold {threshold:.4g} (alarm rate {measured['calibration_alarm_rate']:.3f} on {what})"
-          + held_out)
+          + held_out + persistent)
     return 0
 
 

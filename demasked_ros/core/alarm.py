@@ -22,7 +22,6 @@ threshold. The per-pixel certificate is computed independently and is unchanged 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,11 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from demasked_ros.core.alarm_stats import alarm_rate, calibrate_threshold, roc_auc, roc_curve
+from demasked_ros.core.alarm_temporal import TemporalCalibration, TemporalState
 from demasked_ros.core.errors import CoreError
 from demasked_ros.core.geometry import window_sums
 from demasked_ros.core.masks import MaskSet
 
 CALIBRATION_VERSION = 1
+__all__ = ["AlarmCalibration", "AlarmGeometry", "AlarmOutcome", "AlarmParams", "PatchAlarm", "PatchEvidence",
+           "alarm_rate", "calibrate_threshold", "calibration_key", "load_calibrations", "patch_evidence",
+           "roc_auc", "roc_curve", "save_calibrations"]
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,15 @@ class PatchEvidence:
         roi: ``(y, x, height, width)`` of the most likely patch; None when there is no evidence.
         group: indices of the branches that patch isolates.
         evidence: H x W bool map of the evidence pixels of that group (for display).
+        positions: the score of every candidate position (the geometry's order), for the
+            persistent (temporal) score.
     """
 
     score: float
     roi: tuple[int, int, int, int] | None
     group: tuple[int, ...]
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
+    positions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class AlarmGeometry:
@@ -94,6 +101,7 @@ class AlarmGeometry:
         ys = _grid(masks.height - ph, stride)
         xs = _grid(masks.width - pw, stride)
         self.positions = np.array([(y, x) for y in ys for x in xs], dtype=np.int64)
+        self.grid_shape = (len(ys), len(xs))  # positions are this grid, row-major
         touched = np.stack([window_sums(plane, (ph, pw))[self.positions[:, 0], self.positions[:, 1]] > 0
                             for plane in masks.visible], axis=1)  # positions x K: branch sees patch
         groups = ~touched if masks.mode == "detection" else touched
@@ -202,60 +210,22 @@ def patch_evidence(branch_labels: np.ndarray, output: np.ndarray, geometry: Alar
         if keep_map:
             maps[index] = evidence
     best = int(np.argmax(scores))
+    per_position = scores / float(ph * pw)
     if scores[best] == 0:
-        return PatchEvidence(0.0, None, ())
+        return PatchEvidence(0.0, None, (), positions=per_position)
     y, x = (int(v) for v in geometry.positions[best])
     group_index = int(geometry.group_of[best])
-    return PatchEvidence(float(scores[best]) / (ph * pw), (y, x, ph, pw),
-                         tuple(int(g) for g in geometry.groups[group_index]), maps.get(group_index))
-
-
-def calibrate_threshold(clean_scores: Sequence[float], false_alarm_rate: float) -> float:
-    """The smallest threshold whose alarm (``score > threshold``) fires on at most
-    ``floor(rate * n)`` of the ``n`` clean scores.
-
-    With ties at the threshold nothing tied alarms, so the empirical rate on the calibration
-    frames never exceeds the requested one (it can be lower).
-    """
-    scores = np.sort(np.asarray(clean_scores, dtype=np.float64))
-    if scores.size == 0 or not np.isfinite(scores).all():
-        raise CoreError("calibration needs at least one finite clean score")
-    if not 0.0 <= false_alarm_rate < 1.0:
-        raise CoreError(f"false-alarm rate must be in [0, 1), got {false_alarm_rate}")
-    allowed = math.floor(false_alarm_rate * scores.size + 1e-9)
-    return float(scores[scores.size - allowed - 1])
-
-
-def alarm_rate(scores: Sequence[float], threshold: float) -> float:
-    """Fraction of ``scores`` strictly above ``threshold``."""
-    values = np.asarray(scores, dtype=np.float64)
-    return float((values > threshold).mean()) if values.size else float("nan")
-
-
-def roc_auc(negative: Sequence[float], positive: Sequence[float]) -> float:
-    """Area under the ROC curve (Mann-Whitney U; ties count one half)."""
-    neg, pos = np.asarray(negative, np.float64), np.asarray(positive, np.float64)
-    if neg.size == 0 or pos.size == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (neg.size * pos.size))
-
-
-def roc_curve(negative: Sequence[float], positive: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates for every threshold (alarm = score > threshold), from (1, 1)."""
-    neg, pos = np.asarray(negative, np.float64), np.asarray(positive, np.float64)
-    thresholds = np.unique(np.concatenate([neg, pos, [-np.inf]]))[::-1]
-    fpr = np.array([(neg > t).mean() if neg.size else 0.0 for t in thresholds])
-    tpr = np.array([(pos > t).mean() if pos.size else 0.0 for t in thresholds])
-    return fpr, tpr
+    return PatchEvidence(float(per_position[best]), (y, x, ph, pw),
+                         tuple(int(g) for g in geometry.groups[group_index]), maps.get(group_index),
+                         per_position)
 
 
 @dataclass(frozen=True)
 class AlarmCalibration:
     """A threshold calibrated for one certification setup (mode, scheme, patch, image size, models).
 
-    ``key`` identifies the setup (:func:`calibration_key`); ``data`` says which frames were used.
+    ``key`` identifies the setup (:func:`calibration_key`); ``data`` says which frames were used;
+    ``temporal``, when present, is the persistent-score threshold (calibrated on clean video).
     """
 
     key: str
@@ -265,14 +235,19 @@ class AlarmCalibration:
     params: AlarmParams
     data: str = ""
     measured: dict[str, Any] = field(default_factory=dict)
+    temporal: TemporalCalibration | None = None
 
     def alarmed(self, score: float) -> bool:
         """True when ``score`` is above the calibrated threshold."""
         return score > self.threshold
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**asdict(self), "params": asdict(self.params)}
+        """JSON-ready form (no ``temporal`` key without a temporal calibration)."""
+        document = {**asdict(self), "params": asdict(self.params)}
+        document.pop("temporal")
+        if self.temporal is not None:
+            document["temporal"] = self.temporal.to_json()
+        return document
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AlarmCalibration:
@@ -281,7 +256,9 @@ class AlarmCalibration:
             return cls(key=str(data["key"]), threshold=float(data["threshold"]),
                        false_alarm_rate=float(data["false_alarm_rate"]), frames=int(data["frames"]),
                        params=AlarmParams(**data.get("params", {})), data=str(data.get("data", "")),
-                       measured=dict(data.get("measured", {})))
+                       measured=dict(data.get("measured", {})),
+                       temporal=(TemporalCalibration.from_json(data["temporal"]) if data.get("temporal")
+                                 else None))
         except (KeyError, TypeError, ValueError) as error:
             raise CoreError(f"bad alarm calibration entry: {error}") from error
 
@@ -316,20 +293,34 @@ def load_calibrations(path: Path) -> dict[str, AlarmCalibration]:
 class AlarmOutcome:
     """What the node publishes about the alarm: the score, the suspected patch, and the decision.
 
-    ``alarmed`` is None when no calibration matches the setup (no calibrated decision possible).
+    ``alarmed`` is None when no calibration matches the setup (no calibrated decision possible);
+    else it is true when the single-frame score or the persistent score (``persistent_score``, 0
+    without a temporal calibration) is above its threshold.
     """
 
     score: float
     roi: tuple[int, int, int, int] | None
     alarmed: bool | None
+    persistent_score: float = 0.0
 
 
 class PatchAlarm:
-    """The alarm for one mask set: geometry built once, threshold from a matching calibration."""
+    """The alarm for one mask set: geometry built once, threshold from a matching calibration.
+
+    With a temporal calibration it also keeps the stream's persistent score, so frames must be
+    evaluated in order (the node certifies one frame at a time); :meth:`reset` after a failure.
+    """
 
     def __init__(self, masks: MaskSet, calibration: AlarmCalibration | None = None) -> None:
         self.calibration = calibration
         self.geometry = AlarmGeometry(masks, calibration.params if calibration else None)
+        temporal = calibration.temporal if calibration else None
+        self.temporal = None if temporal is None else TemporalState(self.geometry.grid_shape, temporal.params)
+
+    def reset(self) -> None:
+        """Forget the persistent score's history (a failed frame breaks the chain)."""
+        if self.temporal is not None:
+            self.temporal.reset()
 
     @classmethod
     def from_calibrations(cls, masks: MaskSet, calibrations: dict[str, AlarmCalibration],
@@ -337,8 +328,20 @@ class PatchAlarm:
         """The alarm with the calibration for ``calibration_key(masks, models)``, if there is one."""
         return cls(masks, calibrations.get(calibration_key(masks, models)))
 
-    def evaluate(self, branch_labels: np.ndarray, output: np.ndarray) -> AlarmOutcome:
-        """Score one frame (branch labels and output at the masks' size)."""
+    def evaluate(self, branch_labels: np.ndarray, output: np.ndarray,
+                 stamp: float | None = None) -> AlarmOutcome:
+        """Score one frame (branch labels and output at the masks' size; ``stamp`` in seconds,
+        for the persistent score's gap rule)."""
         evidence = patch_evidence(branch_labels, output, self.geometry)
-        alarmed = None if self.calibration is None else self.calibration.alarmed(evidence.score)
-        return AlarmOutcome(evidence.score, evidence.roi, alarmed)
+        if self.calibration is None:
+            return AlarmOutcome(evidence.score, evidence.roi, None)
+        alarmed = self.calibration.alarmed(evidence.score)
+        persistent = 0.0
+        temporal = self.calibration.temporal
+        if self.temporal is not None and temporal is not None and evidence.positions is not None:
+            persistent, best = self.temporal.update(evidence.positions, stamp)
+            if persistent > temporal.threshold and not alarmed:
+                alarmed = True
+                y, x = (int(v) for v in self.geometry.positions[best])
+                return AlarmOutcome(evidence.score, (y, x, *self.geometry.masks.patch), True, persistent)
+        return AlarmOutcome(evidence.score, evidence.roi, alarmed, persistent)

@@ -111,6 +111,7 @@ def status_fields(geometry: Geometry, certified_fraction: float | None,
             "alert": alert, "alerted_fraction": 1.0 if failed else 1.0 - fraction,
             "alert_regions": list(regions), "error_code": error_code, "error_text": error_text,
             "patch_score": 0.0 if failed or alarm is None else float(alarm.score),
+            "persistent_score": 0.0 if failed or alarm is None else float(alarm.persistent_score),
             "suspected_patch": roi}
 
 

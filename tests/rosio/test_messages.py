@@ -74,8 +74,9 @@ def test_alarm_fields_and_calibrated_alert():
     certified[0:3, :] = False  # some uncertified pixels: the old rule would alert
     geometry = Geometry("detection", "column", (6, 6), 9, 8)
     quiet = result_messages(image, labels, certified, geometry, COLORS, overlay_alpha=None,
-                            alarm=AlarmOutcome(0.4, (10, 20, 6, 6), False))
+                            alarm=AlarmOutcome(0.4, (10, 20, 6, 6), False, persistent_score=0.3))
     assert quiet.status["alert"] is False  # calibrated alarm: below threshold, no alert
+    assert abs(quiet.status["persistent_score"] - 0.3) < 1e-9
     assert quiet.status["patch_score"] == 0.4 and quiet.status["suspected_patch"] == (20, 10, 6, 6)
     loud = result_messages(image, labels, np.ones((40, 50), bool), geometry, COLORS, overlay_alpha=None,
                            alarm=AlarmOutcome(3.0, (1, 2, 6, 6), True))
@@ -84,7 +85,7 @@ def test_alarm_fields_and_calibrated_alert():
                                    alarm=AlarmOutcome(0.4, None, None))
     assert uncalibrated.status["alert"] is True and uncalibrated.status["suspected_patch"] == (0, 0, 0, 0)
     failed = failure_messages(geometry, messages.ERROR_TIMEOUT, "late", (4, 5)).status
-    assert failed["alert"] is True and failed["patch_score"] == 0.0
+    assert failed["alert"] is True and failed["patch_score"] == 0.0 and failed["persistent_score"] == 0.0
     assert failed["suspected_patch"] == (0, 0, 0, 0)
 
 

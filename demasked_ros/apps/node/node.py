@@ -264,7 +264,10 @@ class DemaskedNode(NodePublishing, LifecycleNode):
             return
         frame.certify_started = time.monotonic()
         try:
-            result, alarm = certifier.certify_with_alarm(prepared.staged, cancel=frame.cancel)
+            stamp = frame.msg.header.stamp
+            seconds = stamp.sec + stamp.nanosec * 1e-9
+            result, alarm = certifier.certify_with_alarm(prepared.staged, cancel=frame.cancel,
+                                                         stamp=seconds if seconds > 0 else None)
         except EngineError as error:
             self.get_logger().error(f"certification failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             self._fail(frame, CertificationStatus.ERROR_BRANCH_FAILED, str(error))

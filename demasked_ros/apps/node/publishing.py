@@ -59,6 +59,8 @@ class NodePublishing:
         The frame is cancelled too: a timed-out frame's certifier stops before its next chunk.
         """
         frame.cancel.set()
+        if self._certifier is not None:
+            self._certifier.alarm.reset()  # a failed frame breaks the persistent score's chain
         with self._publish_lock:
             if frame.closed or not self._active or self.config is None:
                 return

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -183,17 +183,18 @@ class FrameCertifier:
         """
         return self._certify(image, with_alarm=False, cancel=cancel)[0]
 
-    def certify_with_alarm(self, image: np.ndarray | CameraFrame, cancel: threading.Event | None = None
-                           ) -> tuple[CertificationResult, AlarmOutcome]:
+    def certify_with_alarm(self, image: np.ndarray | CameraFrame, cancel: threading.Event | None = None,
+                           stamp: float | None = None) -> tuple[CertificationResult, AlarmOutcome]:
         """:meth:`certify` plus the patch alarm (scored at the working size; the suspected patch
-        in camera pixels). The alarm reads the branch labels only; the certificate is unchanged."""
-        result, alarm = self._certify(image, with_alarm=True, cancel=cancel)
+        in camera pixels; ``stamp``, the frame's time in seconds, feeds the persistent score's
+        gap rule). The alarm reads the branch labels only; the certificate is unchanged."""
+        result, alarm = self._certify(image, with_alarm=True, cancel=cancel, stamp=stamp)
         if alarm is None:
             raise EngineError("the patch alarm produced no outcome")
         return result, alarm
 
-    def _certify(self, image: np.ndarray | CameraFrame, with_alarm: bool,
-                 cancel: threading.Event | None) -> tuple[CertificationResult, AlarmOutcome | None]:
+    def _certify(self, image: np.ndarray | CameraFrame, with_alarm: bool, cancel: threading.Event | None,
+                 stamp: float | None = None) -> tuple[CertificationResult, AlarmOutcome | None]:
         frame = image if isinstance(image, CameraFrame) else self.prepare(image)
         if frame.camera_hw != self.camera_hw:
             raise EngineError(f"frame was prepared for {_size(frame.camera_hw)}, this certifier "
@@ -202,7 +203,7 @@ class FrameCertifier:
         result = self.certifier.certify(frame.prepared, cancel=cancel)
         alarm = None
         if with_alarm:
-            outcome = self.alarm.evaluate(result.branch_labels, result.labels)
+            outcome = self.alarm.evaluate(result.branch_labels, result.labels, stamp)
             alarm = outcome if self.plan.resizer is None else self._camera_alarm(outcome)
         certified = time.perf_counter()
         timings = {**result.timings, **frame.timings}
@@ -225,7 +226,7 @@ class FrameCertifier:
         top, left = y * camera_h // work_h, x * camera_w // work_w
         bottom = min(camera_h, -(-(y + height) * camera_h // work_h))
         right = min(camera_w, -(-(x + width) * camera_w // work_w))
-        return AlarmOutcome(outcome.score, (top, left, bottom - top, right - left), outcome.alarmed)
+        return replace(outcome, roi=(top, left, bottom - top, right - left))
 
 
 def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:

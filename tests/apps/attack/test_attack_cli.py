@@ -63,3 +63,30 @@ def test_worker_processes_give_the_serial_records(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
     assert strip(_lines(tmp_path / "serial")) == strip(_lines(tmp_path / "pool"))
+
+
+def test_hold_keeps_each_patch_position_for_n_consecutive_frames(tmp_path):
+    common = ["procedural:4:0:48x64", "--attack", "random", "--patch", "8x8", "--quiet",
+              "--calibration", str(tmp_path / "none.json")]
+    assert attack_cli.main([*common, "--out", str(tmp_path / "held"), "--hold", "2"]) == 0
+    held = [r["placement"] for r in sorted(_lines(tmp_path / "held"), key=lambda r: r["index"])]
+    assert held[0] == held[1] and held[2] == held[3] and held[0] != held[2]
+    assert attack_cli.main([*common, "--out", str(tmp_path / "free")]) == 0
+    free = [r["placement"] for r in sorted(_lines(tmp_path / "free"), key=lambda r: r["index"])]
+    assert free[0] != free[1] and free[2] != free[3]
+    assert attack_cli.main([*common, "--out", str(tmp_path / "bad"), "--hold", "0"]) == 2
+
+
+def test_calibrate_temporal_adds_a_joint_persistent_threshold(tmp_path):
+    from demasked_ros.core.alarm import load_calibrations
+
+    calibration = tmp_path / "alarm.json"
+    common = ["procedural:4:2:48x64", "--out", str(calibration), "--mode", "detection", "--patch", "8x8",
+              "--runs", str(tmp_path / "runs"), "--rate", "0.0", "--quiet"]
+    assert calibrate_cli.main([*common, "--temporal", "procedural:4:2:48x64", "--temporal-window", "2"]) == 0
+    (entry,) = load_calibrations(calibration).values()
+    assert entry.temporal is not None and entry.temporal.frames == 4 and entry.temporal.params.window == 2
+    assert entry.measured["clip_alarm_rate"] == 0.0  # rate 0: neither rule fires on the clip
+    assert entry.temporal.threshold > 0.0
+    assert "procedural:4:2:48x64" in entry.measured["temporal_clip"]
+    assert calibrate_cli.main([*common, "--temporal", "procedural:2:2:40x64"]) == 2  # another size

@@ -64,6 +64,7 @@ def test_outputs_headers_and_encodings_match_the_library(ros_python, ros_env, rc
             np.testing.assert_array_equal(decode_output(overlay), visualize.overlay(
                 source, want.labels, want.certified, palette(4), alpha=0.5))
             assert status.patch_score >= 0.0  # the patch alarm's fields are published
+            assert status.persistent_score >= 0.0
             assert (status.suspected_patch.height, status.suspected_patch.width) in (
                 (0, 0), (status.patch_height, status.patch_width))
             if want.certified_fraction < 1.0:
@@ -82,6 +83,7 @@ def test_outputs_headers_and_encodings_match_the_library(ros_python, ros_env, rc
         assert failed.alert and failed.certified_fraction == 0.0 and failed.alerted_fraction == 1.0
         assert failed.error_code == 3 and "poisoned frame" in failed.error_text
         assert failed.patch_score == 0.0 and failed.suspected_patch.width == 0
+        assert failed.persistent_score == 0.0
         probe.spin_for(0.3)
         assert probe.by_stamp("labels", 2000, 1) == []  # no labels for a failed frame
         zero_map = probe.by_stamp("certification", 2000, 1)

@@ -70,3 +70,25 @@ def test_a_failed_labels_publish_is_followed_by_an_error_alert(node):
 def test_a_failed_certificate_publish_sends_an_alert_and_no_labels(node):
     log = run_frame(node, "certification")
     assert log == [("alert", 5)]
+
+
+def test_the_alarm_gets_the_header_stamp_and_a_failure_resets_its_history(node, monkeypatch):
+    """The persistent alarm's gap rule reads the camera stamp; a failed frame breaks its chain."""
+    from demasked_ros.apps.node.outputs import Frame
+
+    run_frame(node, None)  # builds the certifier for this size
+    certifier = node._certifier
+    stamps, resets = [], []
+    original = certifier.certify_with_alarm
+
+    def spy(staged, cancel=None, stamp=None):
+        stamps.append(stamp)
+        return original(staged, cancel=cancel, stamp=stamp)
+
+    monkeypatch.setattr(certifier, "certify_with_alarm", spy)
+    monkeypatch.setattr(certifier.alarm, "reset", lambda: resets.append(True))
+    log = run_frame(node, None)
+    assert stamps == [5.0] and ("alert", 0) in log and not resets
+    rgb = np.zeros((48, 64, 3), dtype=np.uint8)
+    node._fail(Frame(msg=image_msg(rgb, "rgb8", (6, 0)), received=time.monotonic()), 2, "late")
+    assert resets == [True]

@@ -198,3 +198,23 @@ def test_alarm_is_scored_at_the_working_size_and_reported_in_camera_pixels(tmp_p
     with pytest.raises(NodeConfigError, match="alarm_calibration"):
         build_frame_certifier(config_from_values({"alarm_calibration": str(tmp_path / "missing.json")}),
                               models(), 96, 128)
+
+
+def test_the_persistent_alarm_follows_the_frame_stamps(tmp_path):
+    from demasked_ros.core.alarm import AlarmCalibration, AlarmParams, calibration_key, save_calibrations
+    from demasked_ros.core.alarm_temporal import TemporalCalibration, TemporalParams
+
+    frame, _ = street_scene(seed=5, height=96, width=128)
+    config = config_from_values({"threads": 1, "alarm_calibration": str(tmp_path / "alarm.json")})
+    temporal = TemporalCalibration(1e6, 0.01, 10, TemporalParams(window=2, spread=0, max_gap=0.1))
+    key = calibration_key(plan_masks(config, 96, 128).masks)
+    save_calibrations(tmp_path / "alarm.json", [AlarmCalibration(key, 1e6, 0.01, 5, AlarmParams(),
+                                                                 temporal=temporal)])
+    certifier = build_frame_certifier(config, models(), 96, 128)
+    first = certifier.certify_with_alarm(frame, stamp=10.0)[1]
+    assert first.score > 0.0, "the scene should give the alarm some evidence"
+    assert first.alarmed is False and first.persistent_score == pytest.approx(first.score / 2)
+    second = certifier.certify_with_alarm(frame, stamp=10.05)[1]  # the same evidence, 50 ms later
+    assert second.persistent_score == pytest.approx(first.score)
+    late = certifier.certify_with_alarm(frame, stamp=11.0)[1]  # a 0.95 s gap restarts the history
+    assert late.persistent_score == pytest.approx(first.score / 2)
