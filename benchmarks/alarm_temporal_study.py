@@ -64,7 +64,9 @@ def evaluate(frames: dict[str, Any], params: TemporalParams, hold: int, rate: fl
     fold_of = np.minimum(index * folds // index.size, folds - 1)
     out: dict[str, Any] = {"clean_alarmed": 0, "clean_frames": int(index.size), "thresholds": [],
                            "attacked": 0, "attacked_alarmed": 0, "windows": 0, "windows_alarmed": 0,
-                           "single_attacked_alarmed": 0, "by_offset": {}}
+                           "single_attacked_alarmed": 0, "by_offset": {}, "full_exposure": 0,
+                           "full_exposure_alarmed": 0, "full_exposure_single_alarmed": 0,
+                           "windows_single_alarmed": 0}
     positives, negatives = [], []
     for fold in range(folds):
         train, test = fold_of != fold, fold_of == fold
@@ -79,24 +81,30 @@ def evaluate(frames: dict[str, Any], params: TemporalParams, hold: int, rate: fl
             stop = min(start + hold, index.size)
             before = frames["clean"][max(0, start - params.window + 1):start]
             stream = persistent_scores(before + frames["attacked"][start:stop], grid, params)[len(before):]
-            window_alarmed = False
+            window_alarmed = window_single = False
             for offset, at in enumerate(range(start, stop)):
                 if frames["changed"][at] < 1.0:
                     continue  # not an effective patch (changed < 1 % of f's pixels)
                 hit_single = frames["attacked"][at].max() > single
                 hit = bool(hit_single or stream[offset] > threshold)
                 window_alarmed |= hit
+                window_single |= bool(hit_single)
                 out["attacked"] += 1
                 out["attacked_alarmed"] += hit
                 out["single_attacked_alarmed"] += bool(hit_single)
                 counts = out["by_offset"].setdefault(offset, [0, 0])
                 counts[0] += hit
                 counts[1] += 1
-                if offset >= params.window - 1:
+                if offset >= params.window - 1:  # the patch has been there a whole window
                     positives.append(float(stream[offset]))
+                    out["full_exposure"] += 1
+                    out["full_exposure_alarmed"] += hit
+                    out["full_exposure_single_alarmed"] += bool(hit_single)
             out["windows"] += 1
             out["windows_alarmed"] += window_alarmed
+            out["windows_single_alarmed"] += window_single
     out["auc_persistent_full_exposure"] = roc_auc(negatives, positives)
+    out["clean_single_alarmed"] = int((clean_single > single).sum())
     out["by_offset"] = {k: f"{v[0]}/{v[1]}" for k, v in sorted(out["by_offset"].items())}
     return out
 

@@ -146,3 +146,15 @@ def test_temporal_calibration_round_trips_and_old_files_still_load(tmp_path):
     assert loaded["old"].temporal is None and "temporal" not in loaded["old"].to_json()
     with pytest.raises(CoreError):
         TemporalCalibration.from_json({"threshold": 1.0})
+
+
+def test_the_shipped_calibration_has_a_persistent_threshold_for_detection_only():
+    from pathlib import Path
+
+    import demasked_ros
+
+    shipped = load_calibrations(Path(demasked_ros.__file__).parent / "models" / "alarm_calibration.json")
+    detection = shipped["detection-column-42x42-360x480-k11-default"]
+    assert detection.temporal is not None and detection.temporal.params.window >= 2
+    assert 0.0 < detection.temporal.threshold < detection.threshold  # persistence lets it sit lower
+    assert shipped["recovery-column-30x30-360x480-k5-default"].temporal is None  # see docs/ATTACKS.md
