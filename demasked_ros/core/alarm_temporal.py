@@ -17,6 +17,7 @@ restarts the history.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -64,18 +65,23 @@ def spread_max(scores: np.ndarray, grid_shape: tuple[int, int], spread: int) -> 
 
 
 class TemporalState:
-    """The persistent score of a stream, one frame at a time (frames must arrive in order)."""
+    """The persistent score of a stream, one frame at a time (frames must arrive in order).
+
+    Thread-safe: the node's watchdog may :meth:`reset` it while the worker thread updates it.
+    """
 
     def __init__(self, grid_shape: tuple[int, int], params: TemporalParams | None = None) -> None:
         self.grid_shape = grid_shape
         self.params = params or TemporalParams()
         self._history: deque[np.ndarray] = deque(maxlen=self.params.window)
         self._last_stamp: float | None = None
+        self._lock = threading.Lock()
 
     def reset(self) -> None:
         """Forget the history (after a failed frame, a gap, or a new stream)."""
-        self._history.clear()
-        self._last_stamp = None
+        with self._lock:
+            self._history.clear()
+            self._last_stamp = None
 
     def update(self, position_scores: np.ndarray, stamp: float | None = None) -> tuple[float, int]:
         """Add one frame's position scores; returns ``(persistent score, best position index)``.
@@ -83,13 +89,15 @@ class TemporalState:
         ``stamp`` (seconds) restarts the history when it is more than ``max_gap`` after the last
         frame's or not after it; without stamps the frames are taken as consecutive.
         """
-        if stamp is not None and self._last_stamp is not None and \
-                not 0.0 < stamp - self._last_stamp <= self.params.max_gap:
-            self._history.clear()
-        self._last_stamp = stamp
-        self._history.append(spread_max(np.asarray(position_scores, dtype=np.float64), self.grid_shape,
-                                        self.params.spread))
-        mean = np.sum(self._history, axis=0) / self.params.window
+        scores = np.asarray(position_scores, dtype=np.float64)
+        pooled = spread_max(scores, self.grid_shape, self.params.spread)
+        with self._lock:
+            if stamp is not None and self._last_stamp is not None and \
+                    not 0.0 < stamp - self._last_stamp <= self.params.max_gap:
+                self._history.clear()
+            self._last_stamp = stamp
+            self._history.append(pooled)
+            mean = np.sum(self._history, axis=0) / self.params.window
         best = int(np.argmax(mean))
         return float(mean[best]), best
 
