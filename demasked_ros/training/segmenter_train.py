@@ -44,8 +44,10 @@ from demasked_ros.training.data import (
     TrainBatches,
     class_weights,
     default_camvid_root,
+    load_frames,
     load_split,
 )
+from demasked_ros.training.folds import FOLD_SEQUENCES, fold_for
 from demasked_ros.training.segmenter_model import build_trunk
 
 LOG = logging.getLogger("demasked_ros.training.segmenter")
@@ -77,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames (tests)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (tests)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
-    p.add_argument("--export", type=Path, default=None, help="export best.pt to this ONNX file at the end")
+    p.add_argument("--fold", choices=FOLD_SEQUENCES, default=None,
+                   help="leave-one-sequence-out: train on CamVid train+val minus this sequence, score it "
+                        "for the learning curve only (--export then takes last.pt, never a checkpoint "
+                        "picked on the held-out drive)")
+    p.add_argument("--export", type=Path, default=None,
+                   help="export best.pt (with --fold: last.pt) to this ONNX file at the end")
     p.add_argument("--no-progress", action="store_true", help="disable tqdm bars")
     return p
 
@@ -240,8 +247,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    train_split = load_split(root, "train", downscale=args.downscale, max_frames=args.max_frames)
-    val_split = load_split(root, "val", downscale=1, max_frames=args.max_frames)
+    if args.fold is not None:
+        fold = fold_for(root, args.fold)
+        LOG.info("%s", fold.describe())
+        train_split = load_frames(root, fold.train[:args.max_frames], args.downscale)
+        val_split = load_frames(root, fold.held_out[:args.max_frames], 1)
+    else:
+        train_split = load_split(root, "train", downscale=args.downscale, max_frames=args.max_frames)
+        val_split = load_split(root, "val", downscale=1, max_frames=args.max_frames)
     LOG.info("loaded %d train / %d val frames in %.1f s",
              len(train_split), len(val_split), time.time() - started)
 
@@ -256,7 +269,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     total_iters = args.epochs * steps_per_epoch
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
               if k in ("widths", "decoder_width", "downscale", "crop", "batch_size", "lr", "weight_decay",
-                       "seed", "demask_aug_prob", "epochs")}
+                       "seed", "demask_aug_prob", "epochs", "fold")}
     start_epoch, iteration, best = 0, 0, {"miou": -1.0}
     last = run_dir / "last.pt"
     state = resume_run(last, net, optimizer, device) if args.resume else None
@@ -301,7 +314,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if "val" in record and record["val"]["miou"] > best["miou"]:
             best = dict(record["val"], epoch=epoch)
             state["best"] = best
-            save_checkpoint(run_dir / "best.pt", state)
+            if args.fold is None:  # a fold's held-out drive never picks a checkpoint
+                save_checkpoint(run_dir / "best.pt", state)
         save_checkpoint(last, state)
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
@@ -309,8 +323,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                  f"val mIoU {record['val']['miou']:.2f} " if "val" in record else "",
                  record["epoch_s"], (time.time() - started) / 60)
     metrics_file.close()
-    if args.export is not None and (run_dir / "best.pt").exists():
-        export_onnx(run_dir / "best.pt", args.export)
+    chosen = run_dir / ("last.pt" if args.fold is not None else "best.pt")
+    if args.export is not None and chosen.exists():
+        export_onnx(chosen, args.export)
     return best
 
 

@@ -63,3 +63,23 @@ def test_cli_rejects_unknown_subcommands_and_prints_usage(capsys):
     assert "unknown subcommand" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
     assert "segmenter" in capsys.readouterr().out
+
+
+@pytest.mark.camvid
+@needs_camvid
+def test_a_fold_run_trains_without_the_held_out_sequence_and_exports_its_last_epoch(tmp_path, caplog):
+    import logging
+
+    run = tmp_path / "run"
+    onnx_path = tmp_path / "fold.onnx"
+    with caplog.at_level(logging.INFO, logger="demasked_ros.training.segmenter"):
+        assert segmenter_train.main(["--data", str(CAMVID), "--run-dir", str(run), *TINY, "--epochs", "1",
+                                     "--fold", "0001TP", "--export", str(onnx_path)]) == 0
+    assert "fold 0001TP: train 406 frames, held out 62 frames" in caplog.text
+    assert onnx_path.is_file() and not (run / "best.pt").exists()  # nothing picked on the held-out drive
+    import torch
+
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert last["config"]["fold"] == "0001TP"
+    with pytest.raises(SystemExit):
+        segmenter_train.build_parser().parse_args(["--fold", "9999XX"])
