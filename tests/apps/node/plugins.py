@@ -40,6 +40,16 @@ def slow_segmenter() -> CallableSegmenter:
     return CallableSegmenter(_slow, CLASS_NAMES)
 
 
+def _slow_poisoned(images: np.ndarray) -> np.ndarray:
+    time.sleep(0.1)
+    return _poisoned(images)
+
+
+def slow_poison_segmenter() -> CallableSegmenter:
+    """:func:`slow_segmenter` that also raises on :data:`POISON` frames, like :func:`poison_segmenter`."""
+    return CallableSegmenter(_slow_poisoned, CLASS_NAMES)
+
+
 def _wide(images: np.ndarray) -> np.ndarray:
     return colour_rule(images) * 90  # labels 0, 90, 180, 270: beyond mono8
 

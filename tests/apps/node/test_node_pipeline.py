@@ -18,8 +18,9 @@ from tests.apps.node.plugins import POISON, colour_segmenter
 pytestmark = pytest.mark.ros
 
 SIZE = (120, 160)
-# slow_segmenter: the colour rule plus 100 ms per batch, so frames arrive while one is certified.
-PARAMS = {"segmenter_plugin": "tests.apps.node.plugins:slow_segmenter", "demasker": "telea",
+# The colour rule plus 100 ms per batch, so frames arrive while one is certified; it raises on a
+# POISON frame (with the plain slow_segmenter a poison frame that was not dropped certified fine).
+PARAMS = {"segmenter_plugin": "tests.apps.node.plugins:slow_poison_segmenter", "demasker": "telea",
           "mode": "recovery", "scheme": "column", "patch_fraction": 0.01, "threads": 1,
           "diagnostics_period": 0.2, "input_qos": "reliable", "input_qos_depth": 100,
           "frame_timeout": 60.0, "max_image_pixels": SIZE[0] * SIZE[1]}
@@ -77,6 +78,8 @@ def test_pipelined_outputs_match_the_library_in_stamp_order(ros_python, ros_env,
         for index in range(sent):
             rgb = poison if index == poison_at else frames[index % 4]
             probe.publisher.publish(image_msg(rgb, "rgb8", (2, index), frame_id=f"cam{index}"))
+            if index == poison_at:  # keep-latest drops only replaced frames: let the crash through
+                assert probe.spin_until(lambda: probe.by_stamp("alert", 2, poison_at), 30.0)
             probe.spin_until(lambda i=index: time.monotonic() >= start + (i + 1) / 30.0, 1.0)
         last = sent - 1
         assert probe.spin_until(lambda: probe.by_stamp("alert", 2, last) and probe.by_stamp(
@@ -85,6 +88,7 @@ def test_pipelined_outputs_match_the_library_in_stamp_order(ros_python, ros_env,
 
         alerts = stamps(probe, "alert", 2)
         assert alerts == sorted(set(alerts)), f"alerts out of order or duplicated: {alerts}"
+        assert poison_at in alerts
         for topic in ("labels", "certification"):
             order = stamps(probe, topic, 2)
             assert order == sorted(set(order)), f"{topic} out of order or duplicated: {order}"
