@@ -67,9 +67,9 @@ def configure_determinism(device: torch.device, threads: int) -> None:
     picked other kernels for a batch of 1 than for a batch of 7, so one demasked pixel came out 1
     apart and one branch label flipped with the number of batch-mates (soundness rule 2); torch's
     native CPU convolutions run image by image and do not (about 1.4x slower). ``warn_only``: the
-    setting is process-wide, and some
-    *backward* kernels (bilinear upsampling, pooling on CUDA) have no deterministic version; strict
-    mode would make gradient users in the same process (attacks, training) raise. Every forward
+    setting is process-wide, and some *backward* kernels (bilinear upsampling, pooling on CUDA)
+    have no deterministic version; strict mode would make gradient users in the same process
+    (attacks, training) raise. Every forward
     op of the inference path has a deterministic kernel, and the same-frame tests check it.
     """
     if threads < 1:
@@ -81,7 +81,7 @@ def configure_determinism(device: torch.device, threads: int) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     if device.type == "cpu":
         torch.set_num_threads(int(threads))
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a module-level flag
 
 
 def load_torch_model(model: torch.nn.Module | str | Path, device: torch.device) -> torch.nn.Module:
