@@ -137,7 +137,7 @@ class AttackWorker:
                                   "clean_certified_fraction": clean.certified_fraction}
         if spec.calibration is not None:
             record["clean_alarm"] = spec.calibration.alarmed(clean_score.score)
-        if spec.keep_positions and clean_score.positions is not None:
+        if spec.keep_positions:
             record["clean_positions"] = [round(float(v), 5) for v in clean_score.positions]
         if spec.attack == "none":
             return record

@@ -85,7 +85,7 @@ class PatchEvidence:
     roi: tuple[int, int, int, int] | None
     group: tuple[int, ...]
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
-    positions: np.ndarray | None = field(default=None, repr=False, compare=False)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
 
 class AlarmGeometry:
@@ -338,7 +338,7 @@ class PatchAlarm:
         alarmed = self.calibration.alarmed(evidence.score)
         persistent = 0.0
         temporal = self.calibration.temporal
-        if self.temporal is not None and temporal is not None and evidence.positions is not None:
+        if self.temporal is not None and temporal is not None:
             persistent, best = self.temporal.update(evidence.positions, stamp)
             if persistent > temporal.threshold and not alarmed:
                 alarmed = True

@@ -69,8 +69,8 @@ def configure_determinism(device: torch.device, threads: int) -> None:
     native CPU convolutions run image by image and do not (about 1.4x slower). ``warn_only``: the
     setting is process-wide, and some *backward* kernels (bilinear upsampling, pooling on CUDA)
     have no deterministic version; strict mode would make gradient users in the same process
-    (attacks, training) raise. Every forward
-    op of the inference path has a deterministic kernel, and the same-frame tests check it.
+    (attacks, training) raise. Every forward op of the inference path has a deterministic kernel,
+    and the same-frame tests check it.
     """
     if threads < 1:
         raise EngineError(f"threads must be >= 1, got {threads}")

@@ -97,7 +97,6 @@ def test_position_scores_are_the_per_position_evidence():
     geometry = AlarmGeometry(masks, AlarmParams(open_radius=1))
     branches, output = _attacked(masks, 60, 70, 12)
     evidence = patch_evidence(branches, output, geometry)
-    assert evidence.positions is not None
     assert evidence.positions.shape == (geometry.grid_shape[0] * geometry.grid_shape[1],)
     assert evidence.positions.max() == evidence.score
     y, x = geometry.positions[int(np.argmax(evidence.positions))]
