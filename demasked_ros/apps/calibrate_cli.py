@@ -45,6 +45,7 @@ from demasked_ros.core.alarm_temporal import TemporalCalibration, TemporalParams
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
 from demasked_ros.datasets.base import DatasetError
+from demasked_ros.engines.factory import model_fingerprint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   args.runs / f"{tag}-temporal")
             measured.update(clip)
         entry = AlarmCalibration(key, threshold, args.rate, len(scores), params, data=what, measured=measured,
-                                 temporal=temporal)
+                                 temporal=temporal,
+                                 models_sha256=model_fingerprint(args.segmenter, args.demasker))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_calibrations(args.out, [entry])
     except KeyboardInterrupt:

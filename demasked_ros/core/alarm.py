@@ -225,7 +225,9 @@ class AlarmCalibration:
     """A threshold calibrated for one certification setup (mode, scheme, patch, image size, models).
 
     ``key`` identifies the setup (:func:`calibration_key`); ``data`` says which frames were used;
-    ``temporal``, when present, is the persistent-score threshold (calibrated on clean video).
+    ``temporal``, when present, is the persistent-score threshold (calibrated on clean video);
+    ``models_sha256`` fingerprints the model files it was made with (role -> SHA-256 or name), so a
+    retrained model is not silently judged by its predecessor's threshold (:meth:`made_for`).
     """
 
     key: str
@@ -236,6 +238,12 @@ class AlarmCalibration:
     data: str = ""
     measured: dict[str, Any] = field(default_factory=dict)
     temporal: TemporalCalibration | None = None
+    models_sha256: dict[str, str] = field(default_factory=dict)
+
+    def made_for(self, fingerprint: dict[str, str]) -> bool:
+        """True unless the entry records a model (role) that differs from, or is absent in,
+        ``fingerprint``; entries from before fingerprints were recorded match anything."""
+        return all(fingerprint.get(role) == digest for role, digest in self.models_sha256.items())
 
     def alarmed(self, score: float) -> bool:
         """True when ``score`` is above the calibrated threshold."""
@@ -258,8 +266,9 @@ class AlarmCalibration:
                        params=AlarmParams(**data.get("params", {})), data=str(data.get("data", "")),
                        measured=dict(data.get("measured", {})),
                        temporal=(TemporalCalibration.from_json(data["temporal"]) if data.get("temporal")
-                                 else None))
-        except (KeyError, TypeError, ValueError) as error:
+                                 else None),
+                       models_sha256={str(k): str(v) for k, v in data.get("models_sha256", {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CoreError(f"bad alarm calibration entry: {error}") from error
 
 

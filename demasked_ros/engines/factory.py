@@ -10,6 +10,8 @@ the one place the packaged model files are found.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import logging
 import sys
@@ -151,6 +153,31 @@ def make_demasker(name: str, threads: int = 2, device: str = "cpu") -> Demasker:
 
         return default_demasker()
     raise EngineError(f"unknown demasker {name!r}; choose one of {list(DEMASKER_NAMES)}")
+
+
+def model_fingerprint(segmenter: str = "default", demasker: str = "default") -> dict[str, str]:
+    """What an alarm calibration records of the models it was made with (and the node checks):
+    the SHA-256 of the segmenter file (none for a plugin) and of the learned demasker's file, or the
+    classical demasker's name. ``segmenter``: 'default' / '' or a model path; ``demasker``: a name
+    of :data:`DEMASKER_NAMES`."""
+    fingerprint: dict[str, str] = {}
+    spec = SegmenterSpec(name=segmenter or "default")
+    if spec.model_path is not None and spec.model_path.is_file():
+        fingerprint["segmenter"] = _file_sha256(spec.model_path)
+    learned = demasker in ("learned", "default") and DEFAULT_DEMASKER_PATH.is_file()
+    fingerprint["demasker"] = _file_sha256(DEFAULT_DEMASKER_PATH) if learned else demasker
+    return fingerprint
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a model file, cached while its size and mtime stay the same."""
+    stat = path.resolve().stat()
+    return _file_sha256_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 def gpu_device(executor: str) -> tuple[str, str | None]:

@@ -147,3 +147,20 @@ def test_opening_equals_the_integral_image_definition():
         for density in (0.3, 0.7, 0.95):
             mask = rng.random((37, 53)) < density
             np.testing.assert_array_equal(opening(mask, radius), reference(mask, radius))
+
+
+def test_a_calibration_is_only_for_the_models_it_records():
+    masks = detection_masks(120, 160, (10, 10), "column")
+    made = AlarmCalibration(calibration_key(masks), 2.0, 0.01, 10, AlarmParams(),
+                            models_sha256={"segmenter": "aa", "demasker": "telea"})
+    assert made.made_for({"segmenter": "aa", "demasker": "telea"})
+    assert not made.made_for({"segmenter": "bb", "demasker": "telea"})  # retrained segmenter
+    assert not made.made_for({"demasker": "telea"})  # a plugin: no file to compare
+    assert not made.made_for({"segmenter": "aa", "demasker": "ns"})
+    legacy = AlarmCalibration(made.key, 2.0, 0.01, 10, AlarmParams())
+    assert legacy.made_for({"segmenter": "bb"}) and "models_sha256" in legacy.to_json()
+    assert AlarmCalibration.from_json(made.to_json()) == made
+    older_file = {k: v for k, v in legacy.to_json().items() if k != "models_sha256"}
+    assert AlarmCalibration.from_json(older_file) == legacy
+    with pytest.raises(CoreError):
+        AlarmCalibration.from_json({**made.to_json(), "models_sha256": ["aa"]})

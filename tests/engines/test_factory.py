@@ -46,3 +46,24 @@ def test_unknown_file_kinds_and_executors_are_refused():
     with pytest.raises(EngineError, match="unknown executor"):
         make_executor("tpu")
     assert make_executor("cpu", 4) == (None, "cpu-chunked(chunk_size=4)")
+
+
+def test_model_fingerprint_names_the_files_a_calibration_was_made_with(tmp_path):
+    import hashlib
+
+    from demasked_ros.engines.factory import DEFAULT_DEMASKER_PATH, DEFAULT_SEGMENTER_PATH, model_fingerprint
+
+    def sha(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    default = model_fingerprint()
+    assert default == {"segmenter": sha(DEFAULT_SEGMENTER_PATH), "demasker": sha(DEFAULT_DEMASKER_PATH)}
+    assert model_fingerprint("", "learned") == default
+    assert model_fingerprint("default", "telea") == {"segmenter": default["segmenter"], "demasker": "telea"}
+    own = tmp_path / "mine.onnx"
+    own.write_bytes(b"weights v1")
+    first = model_fingerprint(str(own), "ns")
+    assert first == {"segmenter": hashlib.sha256(b"weights v1").hexdigest(), "demasker": "ns"}
+    own.write_bytes(b"weights v2, retrained")  # a new file under the same name is a new fingerprint
+    assert model_fingerprint(str(own), "ns")["segmenter"] != first["segmenter"]
+    assert model_fingerprint("my_pkg.models:build", "telea") == {"demasker": "telea"}  # a plugin: no file

@@ -59,3 +59,16 @@ def test_default_segmenter_reaches_an_accuracy_floor_on_procedural_streets(seed)
     assert largest_class < 0.5
     accuracy = float((predicted[valid] == labels[valid]).mean())
     assert accuracy > 0.65, f"pixel accuracy {accuracy:.2f}: is the packaged segmenter trained?"
+
+
+def test_the_shipped_alarm_calibration_was_made_with_the_shipped_models():
+    """A retrained default model needs a new calibration (docs/ATTACKS.md): the node would ignore
+    the stale entries, so the shipped `alert` would silently lose its calibrated meaning."""
+    from demasked_ros.core.alarm import load_calibrations
+    from demasked_ros.engines.factory import model_fingerprint
+
+    shipped = load_calibrations(MODELS / "alarm_calibration.json")
+    fingerprint = model_fingerprint()
+    assert set(fingerprint) == {"segmenter", "demasker"}
+    for key, entry in shipped.items():
+        assert entry.models_sha256 == fingerprint, f"{key} was calibrated with other model files"

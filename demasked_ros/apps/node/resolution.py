@@ -23,6 +23,7 @@ reports; the widened patch only fixes the mask geometry.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -40,6 +41,8 @@ from demasked_ros.core.resize import fit_within
 from demasked_ros.engines.certifier import CertificationResult, Certifier, PreparedImage
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.resizing import FrameResizer
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,10 @@ class FrameCertifier:
 
 def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:
     """The calibrations named by ``alarm_calibration``: 'default' (shipped; none if absent), a
-    path (NodeConfigError when unreadable), or '' (none)."""
-    from demasked_ros.engines.factory import MODELS_DIR
+    path (NodeConfigError when unreadable), or '' (none). Entries made with other model files than
+    the node's (their ``models_sha256``) are dropped with a warning: a retrained model is not judged
+    by its predecessor's threshold, its ``alert`` falls back to "some pixel uncertified"."""
+    from demasked_ros.engines.factory import MODELS_DIR, model_fingerprint
 
     name = config.alarm_calibration
     if not name:
@@ -241,9 +246,16 @@ def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:
     if name == "default" and not path.is_file():
         return {}
     try:
-        return load_calibrations(path)
+        calibrations = load_calibrations(path)
     except CoreError as error:
         raise NodeConfigError(f"alarm_calibration: {error}") from error
+    fingerprint = model_fingerprint(config.segmenter_plugin or config.segmenter_model or "default",
+                                    config.demasker)
+    stale = sorted(key for key, entry in calibrations.items() if not entry.made_for(fingerprint))
+    if stale:
+        _log.warning("alarm_calibration %s: ignoring %s, made with other model files than this node's "
+                     "(recalibrate with demasked-calibrate)", path, ", ".join(stale))
+    return {key: entry for key, entry in calibrations.items() if key not in stale}
 
 
 def models_key(config: NodeConfig) -> str:

@@ -39,6 +39,9 @@ def test_calibrate_then_attack_reports_alarm_rates(tmp_path):
                                "--quiet"]) == 0
     (entry,) = json.loads(calibration.read_text())["calibrations"].values()
     assert entry["frames"] == 3 and entry["measured"]["calibration_alarm_rate"] == 0.0
+    from demasked_ros.engines.factory import model_fingerprint
+
+    assert entry["models_sha256"] == model_fingerprint()  # the node checks it against its own models
     out = tmp_path / "attack"
     assert attack_cli.main(["procedural:3:1:48x64", "--out", str(out), "--attack", "random", "--mode",
                             "detection", "--patch", "8x8", "--calibration", str(calibration), "--quiet"]) == 0

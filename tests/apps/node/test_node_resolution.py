@@ -218,3 +218,22 @@ def test_the_persistent_alarm_follows_the_frame_stamps(tmp_path):
     assert second.persistent_score == pytest.approx(first.score)
     late = certifier.certify_with_alarm(frame, stamp=11.0)[1]  # a 0.95 s gap restarts the history
     assert late.persistent_score == pytest.approx(first.score / 2)
+
+
+def test_a_calibration_made_with_other_model_files_is_ignored(tmp_path, caplog):
+    from demasked_ros.core.alarm import AlarmCalibration, AlarmParams, calibration_key, save_calibrations
+    from demasked_ros.engines.factory import model_fingerprint
+
+    frame, _ = street_scene(seed=5, height=96, width=128)
+    config = config_from_values({"threads": 1, "alarm_calibration": str(tmp_path / "alarm.json"),
+                                 "demasker": "telea"})
+    key = calibration_key(plan_masks(config, 96, 128).masks, "default+telea")
+    own = model_fingerprint("default", "telea")
+    assert own["demasker"] == "telea" and len(own["segmenter"]) == 64
+    for recorded, found in (({}, True), (own, True), ({**own, "segmenter": "0" * 64}, False)):
+        save_calibrations(tmp_path / "alarm.json",
+                          [AlarmCalibration(key, -1.0, 0.01, 5, AlarmParams(), models_sha256=recorded)])
+        caplog.clear()
+        outcome = build_frame_certifier(config, models(), 96, 128).certify_with_alarm(frame)[1]
+        assert outcome.alarmed is (True if found else None)  # threshold -1 alarms whenever it is used
+        assert ("made with other model files" in caplog.text) is not found
