@@ -49,7 +49,12 @@ from demasked_ros.apps.node.params import (
 )
 from demasked_ros.apps.node.pipeline import FrameWorker, PreparedFrame, make_frame_worker
 from demasked_ros.apps.node.publishing import NodePublishing
-from demasked_ros.apps.node.resolution import CertifierCache, FrameCertifier, build_frame_certifier
+from demasked_ros.apps.node.resolution import (
+    CertifierCache,
+    FrameCertifier,
+    build_frame_certifier,
+    describe_alarm,
+)
 from demasked_ros.apps.node.ros_params import declare_parameters, read_parameters
 from demasked_ros.core.errors import CoreError
 from demasked_ros.engines.errors import EngineError
@@ -193,6 +198,7 @@ class DemaskedNode(NodePublishing, LifecycleNode):
         certifier = self._certifier
         extra = [*models.key_values(), *(certifier.plan.key_values() if certifier else []),
                  ("masks", certifier.masks.describe() if certifier else "not built yet"),
+                 ("alarm", describe_alarm(certifier.alarm) if certifier else "not built yet"),
                  ("masks_built", str(self._cache.built)),
                  ("in_flight", str(self._worker.busy)),
                  ("pipeline", "on" if self.config is not None and self.config.pipeline else "off")]

@@ -139,7 +139,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "frame is reported as coarse grid cells instead (1: never split).", low=0.001, high=1.0),
     ParamSpec("alarm_calibration", "default", "Patch-alarm calibration file (demasked-calibrate): "
               "'default' (the one shipped for the default models), a path, or '' (no calibrated alarm: "
-              "alert = some pixel uncertified). The alarm is empirical, not certified."),
+              "alert = some pixel uncertified). Entries made with other model files than the node's are "
+              "ignored (logged). The alarm is empirical, not certified."),
     ParamSpec("frame_timeout", 5.0, "Seconds a frame may take; later, the frame fails closed with "
               "ERROR_TIMEOUT.", low=0.01, high=3600.0),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", low=0.05,

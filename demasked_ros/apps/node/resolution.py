@@ -258,6 +258,18 @@ def load_alarm_calibrations(config: NodeConfig) -> dict[str, AlarmCalibration]:
     return {key: entry for key, entry in calibrations.items() if key not in stale}
 
 
+def describe_alarm(alarm: PatchAlarm) -> str:
+    """What ``alert`` means for this alarm, for /diagnostics: the calibration in use, or none."""
+    calibration = alarm.calibration
+    if calibration is None:
+        return "uncalibrated (alert = some pixel uncertified)"
+    text = f"calibrated {calibration.key}: threshold {calibration.threshold:.3f}"
+    if calibration.temporal is not None:
+        text += (f", persistent {calibration.temporal.threshold:.3f} "
+                 f"(window {calibration.temporal.params.window})")
+    return text
+
+
 def models_key(config: NodeConfig) -> str:
     """The models part of a calibration key: 'default' for the packaged models, else their names."""
     if not config.segmenter_plugin and config.segmenter_model in ("", "default") and \

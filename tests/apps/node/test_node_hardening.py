@@ -67,6 +67,7 @@ def test_remapped_compressed_input_cache_identity_and_probe(ros_python, ros_env,
             probe.diagnostics().get("masks_built")
         diagnostics = probe.diagnostics()
         assert diagnostics["batch_probe"] == "passed"
+        assert diagnostics["alarm"].startswith("uncalibrated")  # no calibration for a plugin model
         assert probe.messages("class_info")[0].model == "tests.apps.node.plugins:colour_segmenter"
     finally:
         probe.destroy()

@@ -10,6 +10,7 @@ from demasked_ros.apps.node.params import NodeConfigError, config_from_values
 from demasked_ros.apps.node.resolution import (
     FrameCertifier,
     build_frame_certifier,
+    describe_alarm,
     plan_masks,
 )
 from demasked_ros.core.classes import class_info_for
@@ -234,6 +235,8 @@ def test_a_calibration_made_with_other_model_files_is_ignored(tmp_path, caplog):
         save_calibrations(tmp_path / "alarm.json",
                           [AlarmCalibration(key, -1.0, 0.01, 5, AlarmParams(), models_sha256=recorded)])
         caplog.clear()
-        outcome = build_frame_certifier(config, models(), 96, 128).certify_with_alarm(frame)[1]
+        certifier = build_frame_certifier(config, models(), 96, 128)
+        outcome = certifier.certify_with_alarm(frame)[1]
         assert outcome.alarmed is (True if found else None)  # threshold -1 alarms whenever it is used
         assert ("made with other model files" in caplog.text) is not found
+        assert describe_alarm(certifier.alarm).startswith("calibrated" if found else "uncalibrated")
