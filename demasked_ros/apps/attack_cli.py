@@ -120,14 +120,19 @@ def with_calibration(spec: AttackSpec, path: Path | None, height: int, width: in
 
 def run(spec: AttackSpec, source: Any, selected: Sequence[int], out: Path, args: argparse.Namespace,
         run_info: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-    """Attack every (frame, placement) not yet in the JSONL; returns all ok records and interrupted."""
+    """Attack every (frame, placement) not yet in the JSONL; returns all ok records and interrupted.
+
+    The run's identity includes the model files' fingerprint, so records of a model that has since
+    been retrained (same name, other weights) are never resumed into the new model's results."""
     out.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         (out / JSONL).unlink(missing_ok=True)
     records = [r for r in read_records(out / JSONL) if r["status"] == "ok"]
     manifest = out / MANIFEST
+    run_info["run"] = {**run_info["run"], "models": spec.factory.fingerprint(spec.config)}
     if records and manifest.is_file() and json.loads(manifest.read_text()).get("run") != run_info["run"]:
-        raise EvaluationError(f"{out} holds a different run; use another --out or --fresh")
+        raise EvaluationError(f"{out} holds a different run (other options or model files); "
+                              "use another --out or --fresh")
     write_atomic(out / JSONL, "".join(json_line(r) + "\n" for r in records))
     write_atomic(manifest, json.dumps(run_info, indent=2))
     done = {(int(r["index"]), str(r["config"])) for r in records}

@@ -32,6 +32,23 @@ def test_attack_cli_writes_summary_resumes_and_saves(tmp_path):
     assert len(_lines(out)) == 4
 
 
+def test_a_run_of_a_since_retrained_model_is_not_resumed(tmp_path):
+    import shutil
+
+    from demasked_ros.engines.factory import DEFAULT_SEGMENTER_PATH
+
+    model = tmp_path / "mine.onnx"
+    shutil.copyfile(DEFAULT_SEGMENTER_PATH, model)
+    out = tmp_path / "run"
+    argv = ["procedural:1:0:48x64", "--out", str(out), "--attack", "random", "--patch", "8x8", "--quiet",
+            "--segmenter", str(model), "--calibration", str(tmp_path / "none.json")]
+    assert attack_cli.main(argv) == 0 and len(_lines(out)) == 1
+    assert attack_cli.main(argv) == 0  # the same model file: resumed, nothing to do
+    model.write_bytes(model.read_bytes()[:-1] + b"!")  # retrained under the same name
+    assert attack_cli.main(argv) == 2  # refused: its records belong to the old weights
+    assert len(_lines(out)) == 1  # and nothing was lost
+
+
 def test_calibrate_then_attack_reports_alarm_rates(tmp_path):
     calibration = tmp_path / "alarm.json"
     assert calibrate_cli.main(["procedural:3:1:48x64", "--out", str(calibration), "--mode", "detection",
