@@ -176,8 +176,9 @@ def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
 
 def _file_sha256(path: Path) -> str:
     """SHA-256 of a model file, cached while its size and mtime stay the same."""
-    stat = path.resolve().stat()
-    return _file_sha256_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return _file_sha256_cached(resolved, stat.st_size, stat.st_mtime_ns)
 
 
 def gpu_device(executor: str) -> tuple[str, str | None]:

@@ -8,17 +8,17 @@ plugins, picklability for worker processes, and model fingerprints for resume.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from demasked_ros.apps.evaluate.config import EvalConfig, EvaluationError
 from demasked_ros.engines.errors import EngineError
 from demasked_ros.engines.factory import (
-    DEFAULT_DEMASKER_PATH,
     SegmenterSpec,
     make_demasker,
     make_segmenter,
+    model_fingerprint,
 )
 from demasked_ros.engines.protocols import Demasker, Segmenter
 
@@ -60,25 +60,17 @@ class EngineFactory:
         """Short hash of the model files behind ``config`` (changes when a model is retrained).
 
         Resume uses it to re-evaluate configurations whose models changed instead of mixing results.
+        Files are identified as alarm calibrations identify them
+        (:func:`~demasked_ros.engines.factory.model_fingerprint`); registered engines by name.
         """
-        digest = hashlib.sha256()
-        parts: list[str | Path] = []
+        models = model_fingerprint(config.segmenter, config.demasker)
         if config.segmenter in self.segmenters:
-            parts.append(f"registered:{config.segmenter}")
+            models["segmenter"] = f"registered:{config.segmenter}"
         else:
-            parts.append(self.segmenter_spec(config.segmenter).model_path or config.segmenter)
+            models.setdefault("segmenter", config.segmenter)  # a plugin: its reference
         if config.demasker in self.demaskers:
-            parts.append(f"registered:{config.demasker}")
-        elif config.demasker in ("learned", "default"):
-            parts.append(DEFAULT_DEMASKER_PATH)
-        else:
-            parts.append(config.demasker)
-        for part in parts:
-            if isinstance(part, Path) and part.is_file():
-                digest.update(part.read_bytes())
-            else:
-                digest.update(f"{part}|".encode())
-        return digest.hexdigest()[:16]
+            models["demasker"] = f"registered:{config.demasker}"
+        return hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()[:16]
 
     def demasker(self, name: str) -> Demasker:
         """The demasker called ``name`` (see :func:`~demasked_ros.engines.factory.make_demasker`)."""
