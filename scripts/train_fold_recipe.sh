@@ -2,6 +2,8 @@
 # The shipped segmenter's whole recipe on one leave-one-sequence-out fold (docs/TRAINING.md):
 #   scripts/train_fold_recipe.sh FOLD        # FOLD = 0001TP | 0006R0 | 0016E5
 #   EVERY=3 scripts/train_fold_recipe.sh 0016E5   # score every 3rd held-out frame (default: all)
+#   THREADS=1 scripts/train_fold_recipe.sh FOLD   # torch threads (default 2; use 1 when another job
+#                                                 # shares the 2 cores: oversubscribed threads stall)
 # version 1's stages (segmenter from scratch 110 epochs, then 17 epochs on learned-demasker fills),
 # then the consistency rounds (50 + 15 epochs: version 2; + 10 epochs: version 3), each on CamVid
 # train+val minus FOLD, and scores the held-out drive for the stage-2 model (the version-1 recipe),
@@ -17,18 +19,19 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 train=(${PYTHON:-.venv/bin/python} -m demasked_ros.training.cli)
 run=runs/fold_$fold
+threads=${THREADS:-2}
 mkdir -p "$run/stage2"
 "${train[@]}" segmenter --fold "$fold" --run-dir "$run/stage1" --resume --epochs 110 --val-every 1000 \
-  --demask-aug-prob 0.2 --threads 2 --no-progress
+  --demask-aug-prob 0.2 --threads "$threads" --no-progress
 [[ -f $run/stage2/last.pt ]] || cp "$run/stage1/last.pt" "$run/stage2/last.pt"
 "${train[@]}" segmenter --fold "$fold" --run-dir "$run/stage2" --resume --epochs 127 --val-every 1000 \
-  --demask-aug-prob 0.4 --demask-fill mixed --threads 2 --no-progress --export "$run/stage2/segmenter.onnx"
+  --demask-aug-prob 0.4 --demask-fill mixed --threads "$threads" --no-progress --export "$run/stage2/segmenter.onnx"
 round() {  # NAME INIT [options]: one consistency round, resumed when it has a checkpoint
   local name=$1 init=$2; shift 2
   local resume=()
   [[ -f $run/$name/last.pt ]] && resume=(--resume)
   [[ -f $run/$name/DONE ]] || "${train[@]}" consistency --fold "$fold" --run-dir "$run/$name" --init "$init" \
-    --branches 1 --one-mode --crop 240 320 --strong-aug --threads 2 --eval-every 0 \
+    --branches 1 --one-mode --crop 240 320 --strong-aug --threads "$threads" --eval-every 0 \
     --export "$run/$name/segmenter.onnx" "${resume[@]}" "$@"
 }
 round r1 "$run/stage2/last.pt" --epochs 50 --lr 5e-4 --warmup-iters 100 --procedural-share 0.2 \
