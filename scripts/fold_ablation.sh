@@ -36,14 +36,7 @@ fi
 if want demasker && [[ ! -f $dem/demasker.onnx ]]; then
   "${train[@]}" demasker --fold "$fold" --out-dir "$dem" --export-only
 fi
-round() {  # NAME INIT [options]: one consistency round (as in train_fold_recipe.sh), resumed
-  local name=$1 init=$2; shift 2
-  local resume=()
-  [[ -f $run/$name/last.pt ]] && resume=(--resume)
-  [[ -f $run/$name/DONE ]] || "${train[@]}" consistency --fold "$fold" --run-dir "$run/$name" --init "$init" \
-    --branches 1 --one-mode --crop 240 320 --strong-aug --threads "$threads" --eval-every 0 \
-    --export "$run/$name/segmenter.onnx" "${resume[@]}" "$@"
-}
+source scripts/fold_round.sh
 if want noweight; then
 needs r1
 round r2nw "$run/r1/last.pt" --epochs 15 --lr 2e-4 --warmup-iters 50 --procedural-share 0.3 \

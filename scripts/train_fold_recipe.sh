@@ -26,14 +26,7 @@ mkdir -p "$run/stage2"
 [[ -f $run/stage2/last.pt ]] || cp "$run/stage1/last.pt" "$run/stage2/last.pt"
 "${train[@]}" segmenter --fold "$fold" --run-dir "$run/stage2" --resume --epochs 127 --val-every 1000 \
   --demask-aug-prob 0.4 --demask-fill mixed --threads "$threads" --no-progress --export "$run/stage2/segmenter.onnx"
-round() {  # NAME INIT [options]: one consistency round, resumed when it has a checkpoint
-  local name=$1 init=$2; shift 2
-  local resume=()
-  [[ -f $run/$name/last.pt ]] && resume=(--resume)
-  [[ -f $run/$name/DONE ]] || "${train[@]}" consistency --fold "$fold" --run-dir "$run/$name" --init "$init" \
-    --branches 1 --one-mode --crop 240 320 --strong-aug --threads "$threads" --eval-every 0 \
-    --export "$run/$name/segmenter.onnx" "${resume[@]}" "$@"
-}
+source scripts/fold_round.sh
 round r1 "$run/stage2/last.pt" --epochs 50 --lr 5e-4 --warmup-iters 100 --procedural-share 0.2 \
   --procedural-frames 200
 round r2 "$run/r1/last.pt" --epochs 15 --lr 2e-4 --warmup-iters 50 --procedural-share 0.3 \
