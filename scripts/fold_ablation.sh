@@ -39,10 +39,8 @@ fi
 source scripts/fold_round.sh
 if want noweight; then
 needs r1
-round r2nw "$run/r1/last.pt" --epochs 15 --lr 2e-4 --warmup-iters 50 --procedural-share 0.3 \
-  --procedural-frames 200 --seed 1
-round r3nw "$run/r2nw/last.pt" --epochs 10 --lr 1e-4 --warmup-iters 50 --procedural-share 0.4 \
-  --procedural-frames 200 --seed 2
+round r2nw "$run/r1/last.pt" "${round2_args[@]}"
+round r3nw "$run/r2nw/last.pt" "${round3_args[@]}"
 fi
 want alternate && needs r3 && "${train[@]}" alternate --fold "$fold" --run-dir "$run/alt" --rounds 2 --seg-init "$run/r3/last.pt" \
   --dem-init "$dem/last.pt" --seg-epochs 4 --dem-epochs 4 --dem-steps 100 --task-weight 1 \

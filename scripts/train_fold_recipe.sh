@@ -27,12 +27,9 @@ mkdir -p "$run/stage2"
 "${train[@]}" segmenter --fold "$fold" --run-dir "$run/stage2" --resume --epochs 127 --val-every 1000 \
   --demask-aug-prob 0.4 --demask-fill mixed --threads "$threads" --no-progress --export "$run/stage2/segmenter.onnx"
 source scripts/fold_round.sh
-round r1 "$run/stage2/last.pt" --epochs 50 --lr 5e-4 --warmup-iters 100 --procedural-share 0.2 \
-  --procedural-frames 200
-round r2 "$run/r1/last.pt" --epochs 15 --lr 2e-4 --warmup-iters 50 --procedural-share 0.3 \
-  --procedural-frames 200 --safety-weight 2 --seed 1
-round r3 "$run/r2/last.pt" --epochs 10 --lr 1e-4 --warmup-iters 50 --procedural-share 0.4 \
-  --procedural-frames 200 --safety-weight 2 --seed 2
+round r1 "$run/stage2/last.pt" "${round1_args[@]}"
+round r2 "$run/r1/last.pt" "${round2_args[@]}" --safety-weight 2
+round r3 "$run/r2/last.pt" "${round3_args[@]}" --safety-weight 2
 for model in stage2 r2 r3; do
   "${train[@]}" evaluate-folds --folds "$fold" --segmenter "$run/$model/segmenter.onnx" \
     --every "${EVERY:-1}" --out "$run/folds_$model.json"
