@@ -34,6 +34,7 @@ from demasked_ros.apps.evaluate.engines import EngineFactory
 from demasked_ros.apps.evaluate.parallel import EvaluatorSpec, make_executor
 from demasked_ros.apps.evaluate.report import write_atomic
 from demasked_ros.apps.evaluate.runner import json_line, read_records
+from demasked_ros.attacks.errors import AttackError
 from demasked_ros.core.alarm import load_calibrations, roc_auc
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
@@ -238,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if first is None or not hasattr(first, "image"):
             raise EvaluationError("no readable frame in the input")
         spec = make_spec(args, args.attack, class_info)
+        if args.attack in ("pgd", "adaptive"):  # refuse models without a torch twin before any work
+            from demasked_ros.attacks.torch_models import TorchPipeline
+
+            TorchPipeline.for_models(args.segmenter, args.demasker, need_demasker=args.attack == "adaptive")
         if args.attack == "natural":  # donors: 8 frames spread over the input (natural image content)
             from dataclasses import replace
 
@@ -247,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_info = {"input": args.input, "run": {k: str(v) for k, v in vars(args).items()
                                                   if k not in ("workers", "ray", "fresh", "quiet", "limit")}}
         records, interrupted = run(spec, source, selected, args.out, args, run_info)
-    except (EvaluationError, DatasetError, CoreError) as error:
+    except (EvaluationError, DatasetError, CoreError, AttackError) as error:
         print(f"demasked-attack: error: {error}", file=sys.stderr)
         return 2
     summary = summarise(records, args.mode, class_info.num_classes,

@@ -80,6 +80,7 @@ class AttackWorker:
         self.spec = spec
         self._certifiers: dict[tuple[int, int], tuple[Recertifier, AlarmGeometry]] = {}
         self._pipeline: Any = None
+        self._twin_checked = False
         self._donors: list[np.ndarray] | None = None
 
     def setup(self, height: int, width: int) -> tuple[Recertifier, AlarmGeometry]:
@@ -100,7 +101,9 @@ class AttackWorker:
             from demasked_ros.attacks.torch_models import TorchPipeline
 
             torch.set_num_threads(1)
-            self._pipeline = TorchPipeline.default(self.spec.device)
+            config = self.spec.config
+            self._pipeline = TorchPipeline.for_models(config.segmenter, config.demasker, self.spec.device,
+                                                      need_demasker=self.spec.attack == "adaptive")
         return self._pipeline
 
     def evaluate(self, record: FrameRecord, jobs: Iterable[str], keep_arrays: bool = False) -> FrameOutcome:
@@ -211,6 +214,9 @@ class AttackWorker:
         from demasked_ros.attacks.torch_models import class_index
 
         pipe = self.pipeline()
+        if not self._twin_checked:  # the twin must be the product's model, or the attack aims elsewhere
+            pipe.check_twin(image, f_clean)
+            self._twin_checked = True
         config = pgd.PGDConfig(steps=spec.steps, restarts=spec.restarts, seed=int(rng.integers(1 << 31)))
         masks = recertifier.masks
         if spec.attack == "adaptive":

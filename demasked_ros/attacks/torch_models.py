@@ -15,6 +15,7 @@ is then judged by the product pipeline (:mod:`.audit`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +50,57 @@ class TorchPipeline:
                        torch_twins.demasker_module(device=device), device)
         except Exception as error:  # missing weights, bad state dict
             raise AttackError(f"cannot load the torch twins: {error}") from error
+
+    @classmethod
+    def for_models(cls, segmenter: str, demasker: str, device: str = "cpu",
+                   need_demasker: bool = True) -> TorchPipeline:
+        """The torch twins of the models the product certifies with (``--segmenter``/``--demasker``).
+
+        ``default`` is the packaged twin; an ``.onnx`` file of the default architecture (a fold model,
+        a retrained default) gets its twin built from its weights. Anything else has no twin here, and
+        a gradient attack on it would silently optimise *another* model, so it is refused
+        (:class:`AttackError`); the demasker only when ``need_demasker`` (the adaptive attack: PGD on f
+        never runs it). Check the twin against the product with :meth:`check_twin`.
+        """
+        if (segmenter, demasker) == ("default", "default"):
+            return cls.default(device)
+        try:
+            from demasked_ros.engines import torch_twins  # type: ignore[attr-defined,unused-ignore]
+            from demasked_ros.engines.errors import EngineError
+        except ImportError as error:
+            raise AttackError(f"the torch twins (engines.torch_twins) cannot load: {error}") from error
+        try:
+            if segmenter == "default":
+                seg_module = torch_twins.segmenter_module(device=device)
+            elif segmenter.endswith(".onnx"):
+                seg_module = torch_twins.segmenter_module_from_onnx(Path(segmenter), device)
+            else:
+                raise AttackError(f"--segmenter {segmenter}: gradient attacks (pgd, adaptive) need a torch "
+                                  "twin, which exists for 'default' and .onnx files of its architecture; "
+                                  "use --attack random or natural for other models")
+            dem_module: nn.Module | None = None
+            if demasker in ("default", "learned"):
+                dem_module = torch_twins.demasker_module(device=device)
+            elif demasker.endswith(".onnx"):
+                dem_module = torch_twins.demasker_module_from_onnx(Path(demasker), device)
+            elif need_demasker:
+                raise AttackError(f"--demasker {demasker}: the adaptive attack differentiates through the "
+                                  "demasker and has a torch twin only for the learned one ('default')")
+        except EngineError as error:
+            raise AttackError(f"no torch twin for the models: {error}") from error
+        return cls(seg_module, dem_module, device)
+
+    def check_twin(self, image: np.ndarray, product_labels: np.ndarray, min_agreement: float = 0.99) -> float:
+        """The fraction of ``image``'s pixels where the twin's f equals the product's labels.
+
+        Raises :class:`AttackError` below ``min_agreement``: the attack would optimise a model other than
+        the one the product certifies with (same convolutions, other preprocessing or head).
+        """
+        agreement = float((self.labels(image) == product_labels).mean())
+        if agreement < min_agreement:
+            raise AttackError(f"the torch twin agrees with the product segmenter on only "
+                              f"{100 * agreement:.1f} % of the pixels: it is not the same model")
+        return agreement
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
         """H x W x 3 uint8 -> 1 x 3 x H x W float32 on the device."""

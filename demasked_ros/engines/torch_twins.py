@@ -96,6 +96,40 @@ def demasker_module(device: str | torch.device = "cpu") -> nn.Module:
     return _load(demasker_architecture(), DEMASKER_WEIGHTS, device)
 
 
+def segmenter_module_from_onnx(onnx_path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The twin of another ONNX file of the default segmenter's architecture (a fold model, a
+    retrained default): the ONNX initializers copied into :func:`segmenter_architecture`.
+
+    Only the convolutions are checked here (count, shape, stride, dilation); callers that need the
+    twin to *be* the ONNX model compare their outputs (the attack worker does, on every run).
+    Raises :class:`EngineError` for another architecture or a file ``onnx`` cannot read.
+    """
+    return _from_onnx(segmenter_architecture(), (torch.zeros(1, 3, 64, 64),), onnx_path, device)
+
+
+def demasker_module_from_onnx(onnx_path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The twin of another ONNX file of the default demasker's architecture (as above)."""
+    return _from_onnx(demasker_architecture(), (torch.zeros(1, 3, 32, 32), torch.ones(1, 1, 32, 32)),
+                      onnx_path, device)
+
+
+def _from_onnx(model: nn.Module, inputs: Sequence[torch.Tensor], onnx_path: Path,
+               device: str | torch.device) -> nn.Module:
+    if not Path(onnx_path).is_file():
+        raise EngineError(f"ONNX model not found: {onnx_path}")
+    try:
+        state = twin_state_from_onnx(model, inputs, Path(onnx_path))
+    except ImportError as error:
+        raise EngineError(f"building a torch twin of {onnx_path} needs the onnx package "
+                          "(pip install 'demasked_ros[train]')") from error
+    except EngineError:
+        raise
+    except Exception as error:  # onnx raises DecodeError / ValidationError for bad files
+        raise EngineError(f"cannot read {onnx_path}: {error}") from error
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
 def _load(model: nn.Module, weights: Path, device: str | torch.device) -> nn.Module:
     if not weights.is_file():
         raise EngineError(f"torch twin weights missing at {weights}; regenerate them with "

@@ -127,3 +127,24 @@ def test_torch_demasker_called_directly_ignores_masked_values(device):
     as_tensor = torch.from_numpy(noisy).permute(0, 3, 1, 2).contiguous().to(device)
     out = twin.demask_tensor(as_tensor, torch.from_numpy(np.array(masks.visible)).to(device))
     np.testing.assert_array_equal(out.permute(0, 2, 3, 1).cpu().numpy(), clean)
+
+
+def test_a_twin_is_built_from_any_onnx_file_of_the_default_architecture(tmp_path):
+    pytest.importorskip("onnx", reason="reading ONNX initializers needs the onnx package")
+    import shutil
+
+    copy = tmp_path / "fold_model.onnx"
+    shutil.copyfile(torch_twins.SEGMENTER_ONNX, copy)
+    built = torch_twins.segmenter_module_from_onnx(copy).state_dict()
+    packaged = torch_twins.segmenter_module().state_dict()
+    assert all(torch.equal(built[key], value) for key, value in packaged.items())
+    demasker = torch_twins.demasker_module_from_onnx(torch_twins.DEMASKER_ONNX).state_dict()
+    packaged = torch_twins.demasker_module().state_dict()
+    assert all(torch.equal(demasker[key], value) for key, value in packaged.items())
+    with pytest.raises(torch_twins.EngineError, match="Conv"):  # another architecture
+        torch_twins.segmenter_module_from_onnx(torch_twins.DEMASKER_ONNX)
+    with pytest.raises(torch_twins.EngineError, match="not found"):
+        torch_twins.segmenter_module_from_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(torch_twins.EngineError, match="cannot read"):
+        torch_twins.segmenter_module_from_onnx(tmp_path / "bad.onnx")

@@ -110,3 +110,30 @@ def test_calibrate_temporal_adds_a_joint_persistent_threshold(tmp_path):
     assert entry.temporal.threshold > 0.0
     assert "procedural:4:2:48x64" in entry.measured["temporal_clip"]
     assert calibrate_cli.main([*common, "--temporal", "procedural:2:2:40x64"]) == 2  # another size
+
+
+def test_gradient_attacks_optimise_the_certified_model_or_refuse(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnx", reason="twins of ONNX files need the onnx package")
+    import shutil
+
+    from demasked_ros.engines.factory import DEFAULT_SEGMENTER_PATH
+
+    model = tmp_path / "fold.onnx"
+    shutil.copyfile(DEFAULT_SEGMENTER_PATH, model)
+    base = ["procedural:1:0:48x64", "--steps", "2", "--patch", "8x8", "--quiet",
+            "--calibration", str(tmp_path / "none.json")]
+    assert attack_cli.main([*base, "--out", str(tmp_path / "a"), "--segmenter", str(model)]) == 0
+    assert _lines(tmp_path / "a")[0]["status"] == "ok"
+    assert attack_cli.main([*base, "--out", str(tmp_path / "b"), "--segmenter", "tests.x:model"]) == 2
+    assert attack_cli.main([*base, "--out", str(tmp_path / "c"), "--attack", "adaptive",
+                            "--demasker", "telea"]) == 2
+    assert capsys.readouterr().err.count("torch twin") == 2
+    # a twin that is not the certified model (here: another network) makes every frame an error record
+    from demasked_ros.attacks.torch_models import TorchPipeline
+    from tests.attacks.tiny_torch import TinySegmenter
+
+    monkeypatch.setattr(TorchPipeline, "for_models",
+                        classmethod(lambda cls, *a, **k: cls(TinySegmenter(), None)))
+    assert attack_cli.main([*base, "--out", str(tmp_path / "d"), "--segmenter", str(model)]) == 1
+    (record,) = _lines(tmp_path / "d")
+    assert record["status"] == "error" and "not the same model" in record["error"]
