@@ -112,10 +112,12 @@ def with_calibration(spec: AttackSpec, path: Path | None, height: int, width: in
     from dataclasses import replace
 
     from demasked_ros.core.alarm import calibration_key
+    from demasked_ros.engines.factory import calibration_models
 
     if path is None or not path.is_file():
         return spec
-    entry = load_calibrations(path).get(calibration_key(spec.config.masks(height, width)))
+    models = calibration_models(spec.config.segmenter, spec.config.demasker)
+    entry = load_calibrations(path).get(calibration_key(spec.config.masks(height, width), models))
     return spec if entry is None else replace(spec, calibration=entry, alarm_params=entry.params)
 
 

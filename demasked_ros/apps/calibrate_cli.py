@@ -45,7 +45,7 @@ from demasked_ros.core.alarm_temporal import TemporalCalibration, TemporalParams
 from demasked_ros.core.classes import CAMVID
 from demasked_ros.core.errors import CoreError
 from demasked_ros.datasets.base import DatasetError
-from demasked_ros.engines.factory import model_fingerprint
+from demasked_ros.engines.factory import calibration_models, model_fingerprint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,9 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             held, held_what, _ = clean_scores(spec, args.holdout, None, args.runs / f"{tag}-holdout", args)
             measured.update(holdout=held_what, holdout_alarm_rate=alarm_rate(held, threshold),
                             holdout_frames=len(held))
-        key = calibration_key(spec.config.masks(height, width),
-                              "default" if (args.segmenter, args.demasker) == ("default", "default")
-                              else f"{Path(args.segmenter).stem}+{args.demasker}")
+        models = calibration_models(args.segmenter, args.demasker)
+        key = calibration_key(spec.config.masks(height, width), models)
         temporal = None
         if args.temporal:
             temporal, clip = temporal_calibration(spec, args, threshold, (height, width),

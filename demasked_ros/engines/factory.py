@@ -155,6 +155,20 @@ def make_demasker(name: str, threads: int = 2, device: str = "cpu") -> Demasker:
     raise EngineError(f"unknown demasker {name!r}; choose one of {list(DEMASKER_NAMES)}")
 
 
+def calibration_models(segmenter: str = "default", demasker: str = "default") -> str:
+    """The models part of an alarm calibration key (:func:`demasked_ros.core.alarm.calibration_key`):
+    ``default`` for the packaged models, else ``<segmenter>+<demasker>`` with the segmenter file's stem
+    or the plugin's ``module:function``.
+
+    One function for ``demasked-calibrate``, ``demasked-attack`` and the node, so that a threshold is
+    found by exactly the runs of the models it was fitted on (and by no other).
+    """
+    spec = SegmenterSpec(name=segmenter or "default")
+    if spec.name == "default" and demasker in ("default", "learned"):
+        return "default"
+    return f"{spec.name if spec.is_plugin else Path(spec.name).stem}+{demasker}"
+
+
 def model_fingerprint(segmenter: str = "default", demasker: str = "default") -> dict[str, str]:
     """What an alarm calibration records of the models it was made with (and the node checks):
     the SHA-256 of the segmenter file (none for a plugin) and of the learned demasker's file, or the

@@ -9,6 +9,7 @@ from demasked_ros.engines.factory import (
     DEFAULT_SEGMENTER_PATH,
     MODELS_DIR,
     SegmenterSpec,
+    calibration_models,
     make_executor,
     make_segmenter,
 )
@@ -67,3 +68,12 @@ def test_model_fingerprint_names_the_files_a_calibration_was_made_with(tmp_path)
     own.write_bytes(b"weights v2, retrained")  # a new file under the same name is a new fingerprint
     assert model_fingerprint(str(own), "ns")["segmenter"] != first["segmenter"]
     assert model_fingerprint("my_pkg.models:build", "telea") == {"demasker": "telea"}  # a plugin: no file
+
+
+@pytest.mark.parametrize(("segmenter", "demasker", "expected"), [
+    ("default", "default", "default"), ("", "learned", "default"), ("default", "telea", "default+telea"),
+    ("runs/fold/r3/segmenter.onnx", "default", "segmenter+default"), ("mine.pt2", "ns", "mine+ns"),
+    ("my_pkg.models:segmenter", "default", "my_pkg.models:segmenter+default"),
+])
+def test_calibration_models_is_the_one_models_part_of_a_calibration_key(segmenter, demasker, expected):
+    assert calibration_models(segmenter, demasker) == expected

@@ -40,6 +40,7 @@ from demasked_ros.core.masks import MaskSet
 from demasked_ros.core.resize import fit_within
 from demasked_ros.engines.certifier import CertificationResult, Certifier, PreparedImage
 from demasked_ros.engines.errors import EngineError
+from demasked_ros.engines.factory import calibration_models
 from demasked_ros.engines.resizing import FrameResizer
 
 _log = logging.getLogger(__name__)
@@ -272,11 +273,7 @@ def describe_alarm(alarm: PatchAlarm) -> str:
 
 def models_key(config: NodeConfig) -> str:
     """The models part of a calibration key: 'default' for the packaged models, else their names."""
-    if not config.segmenter_plugin and config.segmenter_model in ("", "default") and \
-            config.demasker in ("default", "learned"):
-        return "default"
-    segmenter = config.segmenter_plugin or Path(config.segmenter_model).stem or "default"
-    return f"{segmenter}+{config.demasker}"
+    return calibration_models(config.segmenter_plugin or config.segmenter_model, config.demasker)
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,29 @@ def test_gradient_attacks_optimise_the_certified_model_or_refuse(tmp_path, monke
     assert attack_cli.main([*base, "--out", str(tmp_path / "d"), "--segmenter", str(model)]) == 1
     (record,) = _lines(tmp_path / "d")
     assert record["status"] == "error" and "not the same model" in record["error"]
+
+
+def test_an_attack_on_another_model_uses_that_model_s_calibration(tmp_path):
+    import shutil
+
+    from demasked_ros.engines.factory import DEFAULT_SEGMENTER_PATH
+
+    model = tmp_path / "fold.onnx"
+    shutil.copyfile(DEFAULT_SEGMENTER_PATH, model)
+    calibration = tmp_path / "alarm.json"
+    common = ["procedural:2:1:48x64", "--mode", "detection", "--patch", "8x8", "--quiet", "--tolerance", "2"]
+    assert calibrate_cli.main([*common, "--out", str(calibration), "--runs", str(tmp_path / "runs"),
+                               "--segmenter", str(model)]) == 0
+    (key,) = json.loads(calibration.read_text())["calibrations"]
+    assert key.endswith("-fold+default")
+    out = tmp_path / "attack"
+    assert attack_cli.main(["procedural:2:1:48x64", "--out", str(out), "--attack", "random", "--mode",
+                            "detection", "--patch", "8x8", "--segmenter", str(model), "--calibration",
+                            str(calibration), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"] == key and summary["alarm_rate_clean"] is not None
+    # and the packaged models' runs do not pick up a threshold fitted on another model
+    assert attack_cli.main(["procedural:2:1:48x64", "--out", str(tmp_path / "other"), "--attack", "random",
+                            "--mode", "detection", "--patch", "8x8", "--calibration", str(calibration),
+                            "--quiet"]) == 0
+    assert json.loads((tmp_path / "other" / "summary.json").read_text())["calibration"] is None
