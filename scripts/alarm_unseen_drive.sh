@@ -9,7 +9,7 @@
 #      threshold on the whole clip;
 #   2. the unseen drive's own clean scores (0016E5 train frames, every 2nd, 1 Hz);
 #   3. PGD-30 detection patches on 11 val frames (every 10th), alarmed at the thresholds of 1.
-# then prints the comparison (benchmarks/alarm_unseen_drive.py). About 25 min on 2 idle cores.
+# then prints the comparison (benchmarks/alarm_unseen_drive.py). About 12 min on 2 idle cores.
 #   scripts/alarm_unseen_drive.sh [OUT]        # default runs/alarm_unseen
 #   MODEL=other.onnx LIMIT=2 scripts/alarm_unseen_drive.sh /tmp/smoke   # another model; first N frames
 set -euo pipefail

@@ -62,8 +62,6 @@ class TorchPipeline:
         (:class:`AttackError`); the demasker only when ``need_demasker`` (the adaptive attack: PGD on f
         never runs it). Check the twin against the product with :meth:`check_twin`.
         """
-        if (segmenter, demasker) == ("default", "default"):
-            return cls.default(device)
         try:
             from demasked_ros.engines import torch_twins  # type: ignore[attr-defined,unused-ignore]
             from demasked_ros.engines.errors import EngineError
